@@ -1,0 +1,314 @@
+"""The Dataset contract: frozen metadata plus train/valid/test splits of modality tensors."""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
+
+import torch
+
+from ..errors import DataError
+
+CONVENTIONS = ("mosi", "sims")
+MODALITIES = ("text", "audio", "vision")
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """Validated, frozen description of a dataset (what ``msabench info`` prints).
+
+    ``convention`` selects the metric convention (``metrics.md``): ``"mosi"`` for labels in
+    [-3, 3] (CMU-MOSI, CMU-MOSEI), ``"sims"`` for labels in [-1, 1] (CH-SIMS, CH-SIMS v2).
+    ``split_sizes`` are the standard published sizes (train, valid, test).
+    """
+
+    name: str
+    title: str
+    language: str
+    label_range: tuple[float, float]
+    convention: str
+    modalities: tuple[str, ...] = MODALITIES
+    split_sizes: tuple[int, int, int] | None = None
+    settings: tuple[str, ...] = ("default",)
+    default_setting: str = "default"
+    unimodal_labels: bool = False
+    citation: str = ""
+    license: str = ""
+    paper: str = ""
+    homepage: str = ""
+    synthetic: bool = False
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^[a-z0-9][a-z0-9\-]*$", self.name):
+            raise ValueError(f"dataset name {self.name!r} must be lowercase and hyphenated")
+        lo, hi = self.label_range
+        if not lo < hi:
+            raise ValueError(f"dataset {self.name}: label_range {self.label_range} is empty")
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"dataset {self.name}: convention must be one of {CONVENTIONS}")
+        if self.default_setting not in self.settings:
+            raise ValueError(f"dataset {self.name}: default_setting not in settings")
+        if not self.modalities:
+            raise ValueError(f"dataset {self.name}: no modalities")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "title": self.title, "language": self.language,
+            "label_range": list(self.label_range), "convention": self.convention,
+            "modalities": list(self.modalities),
+            "split_sizes": list(self.split_sizes) if self.split_sizes else None,
+            "settings": list(self.settings), "default_setting": self.default_setting,
+            "unimodal_labels": self.unimodal_labels, "citation": self.citation,
+            "license": self.license, "paper": self.paper, "homepage": self.homepage,
+            "synthetic": self.synthetic,
+        }
+
+
+@dataclass
+class Batch:
+    """One mini-batch. ``features[m]`` is (B, T_m, D_m); ``lengths[m]`` is (B,) int64.
+
+    ``labelled`` is False where the label is hidden (semi-supervised settings): supervised
+    losses must ignore those rows (use :meth:`labelled_only`).
+    """
+
+    ids: list[str]
+    features: dict[str, torch.Tensor]
+    lengths: dict[str, torch.Tensor]
+    label: torch.Tensor
+    labelled: torch.Tensor
+    unimodal: dict[str, torch.Tensor] = field(default_factory=dict)
+    texts: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def mask(self, modality: str) -> torch.Tensor:
+        """(B, T) bool, True at valid (non-padded) steps."""
+        feats = self.features[modality]
+        steps = torch.arange(feats.shape[1], device=feats.device)
+        return steps.unsqueeze(0) < self.lengths[modality].unsqueeze(1)
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        return {m: self.mask(m) for m in self.features}
+
+    def to(self, device: torch.device | str) -> "Batch":
+        if str(device) == "cpu" and self.label.device.type == "cpu":
+            return self
+        return replace(
+            self,
+            features={m: x.to(device) for m, x in self.features.items()},
+            lengths={m: x.to(device) for m, x in self.lengths.items()},
+            label=self.label.to(device),
+            labelled=self.labelled.to(device),
+            unimodal={m: x.to(device) for m, x in self.unimodal.items()},
+        )
+
+
+@dataclass
+class SplitData:
+    """All samples of one split, in memory.
+
+    Utterance-level features are stored as (N, 1, D) with length 1, so every method sees the
+    same (N, T, D) layout.
+    """
+
+    ids: list[str]
+    features: dict[str, torch.Tensor]
+    lengths: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    unimodal: dict[str, torch.Tensor] = field(default_factory=dict)
+    labelled: torch.Tensor | None = None
+    texts: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.labelled is None:
+            self.labelled = torch.ones(len(self.ids), dtype=torch.bool)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index: torch.Tensor | Sequence[int]) -> "SplitData":
+        idx = torch.as_tensor(index, dtype=torch.long)
+        ids = [self.ids[i] for i in idx.tolist()]
+        texts = [self.texts[i] for i in idx.tolist()] if self.texts is not None else None
+        return SplitData(
+            ids=ids,
+            features={m: x[idx] for m, x in self.features.items()},
+            lengths={m: x[idx] for m, x in self.lengths.items()},
+            labels=self.labels[idx],
+            unimodal={m: x[idx] for m, x in self.unimodal.items()},
+            labelled=self.labelled[idx],
+            texts=texts,
+        )
+
+    def batch(self, idx: torch.Tensor) -> Batch:
+        ilist = idx.tolist()
+        return Batch(
+            ids=[self.ids[i] for i in ilist],
+            features={m: x[idx] for m, x in self.features.items()},
+            lengths={m: x[idx] for m, x in self.lengths.items()},
+            label=self.labels[idx],
+            labelled=self.labelled[idx],
+            unimodal={m: x[idx] for m, x in self.unimodal.items()},
+            texts=[self.texts[i] for i in ilist] if self.texts is not None else None,
+        )
+
+    def batches(self, batch_size: int, *, shuffle: bool = False,
+                generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[Batch]:
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - (n % batch_size) if drop_last and n > batch_size else n
+        for start in range(0, stop, batch_size):
+            yield self.batch(order[start:start + batch_size])
+
+    def num_batches(self, batch_size: int) -> int:
+        return math.ceil(len(self) / batch_size)
+
+    def validate(self, where: str, label_range: tuple[float, float] | None = None) -> None:
+        """Raise :class:`DataError` naming ``where`` (file/split) and the key on inconsistency."""
+        n = len(self.ids)
+        if len(set(self.ids)) != n:
+            seen: set[str] = set()
+            dup = next(i for i in self.ids if i in seen or seen.add(i))
+            raise DataError(f"{where}: duplicate sample id {dup!r}")
+        if self.labels.shape != (n,):
+            raise DataError(f"{where}: labels have shape {tuple(self.labels.shape)}, expected ({n},)")
+        for m, x in self.features.items():
+            if x.dim() != 3 or x.shape[0] != n:
+                raise DataError(
+                    f"{where}: modality {m!r} has shape {tuple(x.shape)}; expected ({n}, T, D)")
+            lens = self.lengths.get(m)
+            if lens is None or lens.shape != (n,):
+                raise DataError(f"{where}: modality {m!r} needs lengths of shape ({n},)")
+            if int(lens.max()) > x.shape[1] or int(lens.min()) < 1:
+                raise DataError(
+                    f"{where}: modality {m!r} lengths must lie in [1, {x.shape[1]}] "
+                    f"(found {int(lens.min())}..{int(lens.max())})")
+            bad = int((~torch.isfinite(x)).sum())
+            if bad:
+                raise DataError(f"{where}: modality {m!r} has {bad} non-finite values (NaN/inf)")
+        if not bool(torch.isfinite(self.labels).all()):
+            raise DataError(f"{where}: labels contain NaN or inf")
+        if label_range is not None and n:
+            lo, hi = label_range
+            if float(self.labels.min()) < lo - 1e-6 or float(self.labels.max()) > hi + 1e-6:
+                raise DataError(
+                    f"{where}: labels span [{float(self.labels.min()):.3f}, "
+                    f"{float(self.labels.max()):.3f}], outside the dataset range [{lo}, {hi}]")
+
+
+@dataclass
+class DataInfo:
+    """What a method needs to know to build itself for a loaded dataset."""
+
+    meta: DatasetMeta
+    setting: str
+    modalities: tuple[str, ...]
+    feature_dims: dict[str, int]
+    max_lengths: dict[str, int]
+    aligned: bool
+    has_unimodal_labels: bool
+    has_texts: bool
+
+    @property
+    def label_range(self) -> tuple[float, float]:
+        return self.meta.label_range
+
+
+@dataclass
+class LoadedDataset:
+    meta: DatasetMeta
+    setting: str
+    splits: dict[str, SplitData]
+    source: str = ""  # file(s) the data came from, for results and error messages
+    notes: list[str] = field(default_factory=list)
+
+    def __getitem__(self, split: str) -> SplitData:
+        if split not in self.splits:
+            raise DataError(
+                f"dataset {self.meta.name} ({self.setting}) has no {split!r} split; "
+                f"splits present: {', '.join(self.splits)}")
+        return self.splits[split]
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.splits["train"].features)
+
+    def info(self) -> DataInfo:
+        train = self.splits["train"]
+        dims = {m: int(x.shape[-1]) for m, x in train.features.items()}
+        max_lengths = {m: int(x.shape[1]) for m, x in train.features.items()}
+        aligned = len(set(max_lengths.values())) == 1 and all(
+            torch.equal(train.lengths[m], train.lengths[next(iter(train.lengths))])
+            for m in train.lengths)
+        return DataInfo(
+            meta=self.meta, setting=self.setting, modalities=self.modalities, feature_dims=dims,
+            max_lengths=max_lengths, aligned=aligned,
+            has_unimodal_labels=bool(train.unimodal), has_texts=train.texts is not None)
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(split) for name, split in self.splits.items()}
+
+    def validate(self) -> None:
+        for split in SPLITS:
+            if split not in self.splits:
+                raise DataError(f"{self.source or self.meta.name}: missing split {split!r}")
+        mods = set(self.splits["train"].features)
+        for name, split in self.splits.items():
+            where = f"{self.source or self.meta.name} [{name}]"
+            if set(split.features) != mods:
+                raise DataError(f"{where}: modalities {sorted(split.features)} differ from "
+                                f"train's {sorted(mods)}")
+            split.validate(where, self.meta.label_range)
+
+    def select_modalities(self, modalities: Sequence[str]) -> "LoadedDataset":
+        missing = [m for m in modalities if m not in self.modalities]
+        if missing:
+            raise DataError(f"dataset {self.meta.name} has no modality {missing[0]!r}; "
+                            f"available: {', '.join(self.modalities)}")
+        splits = {}
+        for name, split in self.splits.items():
+            splits[name] = replace(
+                split,
+                features={m: split.features[m] for m in modalities},
+                lengths={m: split.lengths[m] for m in modalities})
+        return replace(self, splits=splits)
+
+
+class Dataset(ABC):
+    """Base class of dataset plugins.
+
+    Subclasses set ``name`` and ``meta`` and implement :meth:`load`. ``data_dir`` is where the
+    user's files are (``--data-dir``, ``MSABENCH_DATA_DIR``, or the config file); synthetic
+    datasets ignore it. ``options`` are dataset-specific settings from the run config.
+    """
+
+    name: ClassVar[str]
+    meta: ClassVar[DatasetMeta]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *, data_dir: Path | str | None = None, setting: str | None = None,
+                 options: Mapping[str, Any] | None = None) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.setting = setting or self.meta.default_setting
+        if self.setting not in self.meta.settings:
+            raise DataError(
+                f"dataset {self.name} has no setting {self.setting!r}; "
+                f"settings: {', '.join(self.meta.settings)}")
+        unknown = set(options or {}) - set(self.defaults)
+        if unknown:
+            raise DataError(
+                f"dataset {self.name}: unknown option(s) {', '.join(sorted(unknown))}; "
+                f"options: {', '.join(sorted(self.defaults)) or '(none)'}")
+        self.options = {**self.defaults, **dict(options or {})}
+
+    @abstractmethod
+    def load(self) -> LoadedDataset:
+        """Read (or generate) all splits; raise :class:`DataError` with a fix on bad input."""

@@ -1,0 +1,75 @@
+"""Every hook a plugin can implement.
+
+A plugin is a module (or object) with functions decorated by :data:`hookimpl`. Hooks are called
+with keyword arguments only, so a hook is extended by adding optional arguments, never renamed.
+
+All ``register_*`` hooks receive one ``register`` callable with the signature::
+
+    register(target, *, name=None, summary="")
+
+``target`` is either the component class itself or a lazy reference ``"package.module:Class"``.
+A lazy reference must also give ``name``; it is imported only when the component is used, which
+keeps ``msabench --help`` and ``msabench list`` free of torch. The class always carries its own
+``name`` (lowercase, hyphenated) and the registry checks that both agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT = "msabench"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Decorator for plugin hook implementations (``from msabench import hookimpl``).
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[..., None]
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register :class:`msabench.api.Dataset` subclasses.
+
+    Example::
+
+        @hookimpl
+        def register_datasets(register):
+            register("my_pkg.data:MyDataset", name="my-dataset", summary="...")
+    """
+
+
+@hookspec
+def register_extractors(register: Register) -> None:
+    """Register :class:`msabench.api.Extractor` subclasses (raw input -> feature tensors)."""
+
+
+@hookspec
+def register_fusions(register: Register) -> None:
+    """Register :class:`msabench.api.Fusion` subclasses (modality features -> joint vector)."""
+
+
+@hookspec
+def register_pretrainers(register: Register) -> None:
+    """Register :class:`msabench.api.Pretrainer` subclasses (stages run before supervised training)."""
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register :class:`msabench.api.Metric` subclasses (torchmetrics-based, one per convention)."""
+
+
+@hookspec
+def register_methods(register: Register) -> None:
+    """Register :class:`msabench.api.Method` subclasses (a complete trainable model + recipe)."""
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``msabench`` typer application.
+
+    ``cli`` is the root :class:`typer.Typer`; add a command with ``@cli.command()`` or a group
+    with ``cli.add_typer(sub_app, name="...")``. Import heavy modules inside the command body so
+    that ``msabench --help`` stays fast.
+    """

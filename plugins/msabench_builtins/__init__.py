@@ -1,0 +1,55 @@
+"""msabench's built-in plugins.
+
+Registered through the same hooks and the same entry-point group (``msabench``) as any
+third-party package. Every component is registered lazily ("module:Class") so that listing
+components never imports torch.
+"""
+
+from msabench import hookimpl
+
+_P = "msabench_builtins"
+
+MOSI_METRICS = {
+    "mosi-acc2-has0": "Acc2Has0", "mosi-f1-has0": "F1Has0",
+    "mosi-acc2-non0": "Acc2Non0", "mosi-f1-non0": "F1Non0",
+    "mosi-acc7": "Acc7", "mosi-acc5": "Acc5", "mosi-acc3": "Acc3",
+    "mosi-mae": "MAE", "mosi-corr": "Corr",
+}
+SIMS_METRICS = {
+    "sims-acc2": "Acc2", "sims-acc3": "Acc3", "sims-acc5": "Acc5", "sims-f1": "F1",
+    "sims-acc2-weak": "Acc2Weak", "sims-mae": "MAE", "sims-corr": "Corr", "sims-r2": "R2",
+}
+
+
+@hookimpl
+def register_metrics(register):
+    for name, cls in MOSI_METRICS.items():
+        register(f"{_P}.metrics.mosi:{cls}", name=name,
+                 summary=f"{name[5:]} under the CMU-MOSI/MOSEI convention (labels in [-3, 3])")
+    for name, cls in SIMS_METRICS.items():
+        register(f"{_P}.metrics.sims:{cls}", name=name,
+                 summary=f"{name[5:]} under the CH-SIMS convention (labels clipped to [-1, 1])")
+
+
+@hookimpl
+def register_datasets(register):
+    register(f"{_P}.datasets.synthetic:SyntheticMosi", name="synthetic-mosi",
+             summary="SYNTHETIC data in CMU-MOSI shapes with a planted signal (not a benchmark)")
+
+
+@hookimpl
+def register_fusions(register):
+    register(f"{_P}.fusions.concat:ConcatFusion", name="concat",
+             summary="masked mean-pool each modality, concatenate (shallow/late fusion)")
+
+
+@hookimpl
+def register_methods(register):
+    register(f"{_P}.methods.sf:SF", name="sf",
+             summary="SF baseline: pooled features per modality, fusion, MLP regressor")
+
+
+@hookimpl
+def register_extractors(register):
+    register(f"{_P}.extractors.hf_text:HFTextExtractor", name="hf-text",
+             summary="transformers text encoder (local dir or hub name) -> token or pooled features")
