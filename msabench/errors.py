@@ -19,7 +19,8 @@ class UnknownComponentError(MsabenchError, KeyError):
         if close:
             msg += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
         msg += f" Known {kind}s: {', '.join(known) if known else '(none registered)'}."
-        msg += f" `msabench list {kind}s` shows them with the plugin that provides each."
+        if kind in ("dataset", "extractor", "fusion", "pretrainer", "metric", "method"):
+            msg += f" `msabench list {kind}s` shows them with the plugin that provides each."
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would otherwise add quotes

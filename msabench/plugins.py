@@ -85,7 +85,9 @@ class PluginSystem:
         allowed = _env_list(ENV_ALLOW)
         if autoload is None:
             autoload = not _truthy(ENV_DISABLE_AUTOLOAD)
-        eps = sorted(metadata.entry_points(group=GROUP), key=lambda ep: ep.name)
+        # built-ins first, so a third-party plugin can never take a built-in name
+        eps = sorted(metadata.entry_points(group=GROUP),
+                     key=lambda ep: (ep.dist is None or ep.dist.name != BUILTIN_DIST, ep.name))
         seen_builtin = False
         for ep in eps:
             dist = ep.dist.name if ep.dist is not None else ""
@@ -159,7 +161,7 @@ class PluginSystem:
         for kind, hook_name in HOOK_FOR_KIND.items():
             hook = getattr(self.pm.hook, hook_name)
             # call each plugin's implementation on its own so failures are attributed
-            for impl in reversed(hook.get_hookimpls()):  # pluggy lists last-registered first
+            for impl in hook.get_hookimpls():  # in registration order
                 info = self.plugins.get(impl.plugin_name)
                 if info is None or info.status != "ok":
                     continue
@@ -183,7 +185,7 @@ class PluginSystem:
         return registry
 
     def add_commands(self, cli: Any) -> None:
-        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+        for impl in self.pm.hook.register_commands.get_hookimpls():
             info = self.plugins.get(impl.plugin_name)
             if info is None or info.status not in ("ok", "partial"):
                 continue

@@ -191,9 +191,10 @@ class SplitData:
                 raise DataError(
                     f"{where}: modality {m!r} lengths must lie in [1, {x.shape[1]}] "
                     f"(found {int(lens.min())}..{int(lens.max())})")
-            bad = int((~torch.isfinite(x)).sum())
-            if bad:
-                raise DataError(f"{where}: modality {m!r} has {bad} non-finite values (NaN/inf)")
+            if not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).sum())
+                raise DataError(f"{where}: modality {m!r} has {bad} non-finite values (NaN/inf); "
+                                "fix or drop those samples (MMSA replaces -inf by 0)")
         if not bool(torch.isfinite(self.labels).all()):
             raise DataError(f"{where}: labels contain NaN or inf")
         if label_range is not None and n:
@@ -229,6 +230,7 @@ class LoadedDataset:
     splits: dict[str, SplitData]
     source: str = ""  # file(s) the data came from, for results and error messages
     notes: list[str] = field(default_factory=list)
+    validated: bool = False  # set by validate(); the runner skips a second full check
 
     def __getitem__(self, split: str) -> SplitData:
         if split not in self.splits:
@@ -267,6 +269,7 @@ class LoadedDataset:
                 raise DataError(f"{where}: modalities {sorted(split.features)} differ from "
                                 f"train's {sorted(mods)}")
             split.validate(where, self.meta.label_range)
+        self.validated = True
 
     def select_modalities(self, modalities: Sequence[str]) -> "LoadedDataset":
         missing = [m for m in modalities if m not in self.modalities]
@@ -279,7 +282,7 @@ class LoadedDataset:
                 split,
                 features={m: split.features[m] for m in modalities},
                 lengths={m: split.lengths[m] for m in modalities})
-        return replace(self, splits=splits)
+        return replace(self, splits=splits, validated=self.validated)
 
 
 class Dataset(ABC):

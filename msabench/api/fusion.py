@@ -44,5 +44,6 @@ class Fusion(nn.Module):
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over time of (B, T, D) ``x`` counting only steps where ``mask`` (B, T) is True."""
-    weights = mask.to(x.dtype).unsqueeze(-1)
-    return (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    weights = mask.to(x.dtype)
+    summed = torch.bmm(weights.unsqueeze(1), x).squeeze(1)  # (B, D) without a (B, T, D) temp
+    return summed / weights.sum(1, keepdim=True).clamp_min(1.0)

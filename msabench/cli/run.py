@@ -1,0 +1,68 @@
+"""``msabench run``: train a method on a dataset for one or more seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import RESULTS_DIR, handle_errors
+
+
+def _seeds(text: str) -> list[int]:
+    from ..errors import ConfigError
+
+    try:
+        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: give comma-separated integers, e.g. 1111,1112,1113")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: give distinct integers, e.g. 1111,1112,1113")
+    return seeds
+
+
+@handle_errors
+def run_command(
+    method: Annotated[str, typer.Option("--method", "-m", help="method name (msabench list methods)")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name (msabench list datasets)")],
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds; one result file per seed")] = "1111",
+    epochs: Annotated[Optional[int], typer.Option(help="override train.epochs")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", "-s", help="override a config key, e.g. --set train.lr=1e-4 (repeatable)")] = None,
+    setting: Annotated[Optional[str], typer.Option(help="dataset setting (e.g. aligned); default: the dataset's")] = None,
+    modalities: Annotated[Optional[str], typer.Option(help="modality subset for ablations, e.g. ta")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="where the dataset files are (else $MSABENCH_DATA_DIR or the config file)")] = None,
+    out: Annotated[Path, typer.Option(help="results root")] = RESULTS_DIR,
+    tag: Annotated[Optional[str], typer.Option(help="name this configuration variant in results and leaderboards")] = None,
+    force: Annotated[bool, typer.Option("--force", help="re-run seeds whose result file exists")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+) -> None:
+    """Train METHOD on DATASET (validation-selected, early-stopped), evaluate on test, and write
+    one result file per seed. Existing results are skipped unless --force."""
+    from rich.console import Console
+
+    from ..runner import RunSpec, parse_modalities, run, summarize
+
+    overrides = list(set_ or [])
+    if setting:
+        overrides.append(f'data.setting="{setting}"')
+    if modalities:
+        mods = ", ".join(f'"{m}"' for m in parse_modalities(modalities))
+        overrides.append(f"data.modalities=[{mods}]")
+    spec = RunSpec(method=method, dataset=dataset, seeds=_seeds(seeds), config_file=config,
+                   overrides=overrides, epochs=epochs, data_dir=data_dir, out=out,
+                   force=force, tag=tag, quiet=quiet)
+    outcomes = run(spec)
+    console = Console()
+    stats = summarize(outcomes)
+    console.print(f"[bold]{method}[/] on [bold]{dataset}[/]: {len(outcomes)} seed(s) "
+                  f"({sum(o.status == 'ran' for o in outcomes)} run, "
+                  f"{sum(o.status == 'skipped' for o in outcomes)} skipped); results in {out}")
+    for key, (mean, std, n) in stats.items():
+        console.print(f"  test {key:<10} {mean:.4f} ± {std:.4f} (n={n})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)

@@ -1,0 +1,180 @@
+"""One config object, one precedence: CLI > config file (TOML) > dataset defaults > defaults.
+
+A resolved run config is a dict with four sections:
+
+``train``    the runner's recipe (:data:`TRAIN_DEFAULTS` lists every key)
+``model``    the method's hyperparameters (keys must exist in the method's defaults)
+``pretrain`` ``{"stages": [...], "<stage>": {...}}``
+``data``     ``setting``, ``modalities`` and dataset-specific ``options``
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: every key the runner reads from ``train``; methods override values, never add keys
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 30,          # maximum number of supervised epochs
+    "batch_size": 32,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "patience": 8,         # early stopping: epochs without validation improvement (0 = off)
+    "grad_clip": 0.0,      # max gradient norm (0 = off)
+    "select": "loss",      # validation criterion: "loss" or a metric key ("mae", "acc2_non0", ...)
+    "eval_batch_size": 256,
+    "device": "auto",      # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+}
+DATA_DEFAULTS: dict[str, Any] = {"setting": None, "modalities": None, "options": {}}
+SECTIONS = ("train", "model", "pretrain", "data")
+TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir")
+#: keys that do not change what is computed, so they do not change a run's identity
+NON_IDENTITY_KEYS = {("train", "device"), ("train", "eval_batch_size")}
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (pass an existing TOML file to --config)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = set(data) - set(SECTIONS) - set(TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
+            f"allowed: sections [{'], ['.join(SECTIONS)}] and keys {', '.join(TOP_LEVEL_KEYS)}")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as a TOML literal (numbers, booleans, arrays, quoted strings);
+    anything else is taken as a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["train.lr=1e-4", "model.hidden=64"]`` -> nested dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-4")
+        parts = key.split(".")
+        if parts[0] not in SECTIONS:
+            raise ConfigError(
+                f"--set {item!r}: key must start with a section ({', '.join(SECTIONS)}), "
+                f"e.g. train.lr or model.hidden")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is both a value and a section")
+        node[parts[-1]] = parse_value(raw.strip())
+    return out
+
+
+def _check_keys(section: str, given: Mapping[str, Any], known: Iterable[str], where: str) -> None:
+    known = list(known)
+    for key in given:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            hint = f" Did you mean {section}.{close[0]}?" if close else ""
+            raise ConfigError(
+                f"{where}: unknown key {section}.{key}.{hint} Known {section} keys: "
+                f"{', '.join(sorted(known)) or '(none)'}.")
+
+
+def method_defaults(method_cls: Any, dataset: str) -> dict[str, Any]:
+    """The method's documented defaults for this dataset, on top of the runner's defaults."""
+    base = {"train": dict(TRAIN_DEFAULTS), "model": {}, "pretrain": {}, "data": dict(DATA_DEFAULTS)}
+    base = deep_merge(base, getattr(method_cls, "defaults", {}) or {})
+    per_dataset = (getattr(method_cls, "dataset_defaults", {}) or {}).get(dataset, {})
+    return deep_merge(base, per_dataset)
+
+
+def resolve(method_cls: Any, dataset: str, *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``layers`` (lowest precedence first) over the method's defaults and validate keys."""
+    defaults = method_defaults(method_cls, dataset)
+    config = defaults
+    for layer in layers:
+        sections = {k: v for k, v in layer.items() if k in SECTIONS}
+        where = f"config for method {method_cls.name}"
+        _check_keys("train", sections.get("train", {}), TRAIN_DEFAULTS, where)
+        _check_keys("model", sections.get("model", {}), defaults["model"], where)
+        _check_keys("data", sections.get("data", {}), DATA_DEFAULTS, where)
+        config = deep_merge(config, sections)
+    stages = config["pretrain"].get("stages", [])
+    if not isinstance(stages, list):
+        raise ConfigError(f"pretrain.stages must be a list of pretrainer names, got {stages!r}")
+    return config
+
+
+def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(config))
+    for section, key in NON_IDENTITY_KEYS:
+        out.get(section, {}).pop(key, None)
+    return out
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    blob = json.dumps(identity_view(config), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def variant_name(config: Mapping[str, Any], defaults: Mapping[str, Any], tag: str | None) -> str:
+    """How a run's config differs from the method's defaults, as a short stable name.
+
+    ``default`` when nothing that matters differs; ``m-ta`` when only the modalities differ;
+    otherwise ``cfg-<hash>``. An explicit ``--tag`` wins.
+    """
+    if tag:
+        if not all(c.isalnum() or c in "-_." for c in tag):
+            raise ConfigError(f"--tag {tag!r}: use letters, digits, '-', '_' and '.' only")
+        return tag
+    now = _flatten(identity_view(config))
+    base = _flatten(identity_view(defaults))
+    diff = {k for k in set(now) | set(base) if now.get(k) != base.get(k)}
+    if not diff:
+        return "default"
+    if diff == {"data.modalities"} and config["data"]["modalities"]:
+        return "m-" + "".join(m[0] for m in config["data"]["modalities"])
+    return "cfg-" + config_hash(config)[:8]
