@@ -1,0 +1,114 @@
+"""Leaderboards from fabricated result files: numbers, marking, labels, --check."""
+
+import statistics
+
+import pytest
+from typer.testing import CliRunner
+
+from msabench.leaderboard import HEADER_PREFIX, generate, write_or_check
+from msabench.results import result_path, write_result
+
+INFO = {
+    "acc2_has0": {"display": "Acc2-has0", "higher_is_better": True, "percent": True, "order": 1},
+    "mae": {"display": "MAE", "higher_is_better": False, "percent": False, "order": 8},
+}
+
+
+def _result(method, seed, acc, mae, dataset="toy", setting="default", variant="default",
+            synthetic=False):
+    return {"schema_version": 1, "method": method, "dataset": dataset, "setting": setting,
+            "variant": variant, "seed": seed, "synthetic": synthetic,
+            "dataset_title": "Toy data", "config": {}, "config_hash": "x",
+            "metrics": {"test": {"acc2_has0": acc, "mae": mae}, "valid": {}},
+            "metric_info": INFO, "not_applicable": []}
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    values = {"alpha": [(0.70, 1.00), (0.72, 0.90), (0.74, 0.95)],
+              "beta": [(0.80, 1.10), (0.78, 1.20)]}
+    for method, rows in values.items():
+        for i, (acc, mae) in enumerate(rows):
+            write_result(result_path(root, "toy", "default", method, "default", 1111 + i),
+                         _result(method, 1111 + i, acc, mae))
+    write_result(result_path(root, "toy", "default", "alpha", "m-t", 1111),
+                 _result("alpha", 1111, 0.5, 1.5, variant="m-t"))
+    write_result(result_path(root, "synth", "unaligned", "alpha", "default", 1111),
+                 _result("alpha", 1111, 0.6, 1.2, dataset="synth", setting="unaligned",
+                         synthetic=True))
+    return root, values
+
+
+def _row(md, label):
+    return next(line for line in md.splitlines() if line.startswith(f"| {label} "))
+
+
+def test_mean_and_sample_std_per_method(results):
+    root, values = results
+    files = generate(root)
+    md = files["toy.md"]
+    assert md.startswith(HEADER_PREFIX)
+    accs = [a for a, _ in values["alpha"]]
+    maes = [m for _, m in values["alpha"]]
+    alpha = _row(md, "alpha")
+    assert f"{statistics.mean(accs) * 100:.2f} ± {statistics.stdev(accs) * 100:.2f}" in alpha
+    assert f"{statistics.mean(maes):.3f} ± {statistics.stdev(maes):.3f}" in alpha
+    assert "| 3 " in alpha  # number of seeds
+    # best per column: beta has the best accuracy, alpha the best (lowest) MAE
+    beta = _row(md, "beta")
+    assert "**79.00 ± 1.41**" in beta
+    assert f"**{statistics.mean(maes):.3f}" in alpha
+    assert "**" not in _row(md, "alpha (m-t)")
+    assert "Acc2-has0" in md and "percentages" in md
+
+
+def test_synthetic_dataset_is_labelled(results):
+    root, _ = results
+    md = generate(root)["synth.md"]
+    assert "SYNTHETIC DATA" in md and "(synthetic)" in md
+    assert "SYNTHETIC" in generate(root)["README.md"]
+    assert "SYNTHETIC" not in generate(root)["toy.md"]
+
+
+def test_reported_rows_are_separate(results, tmp_path):
+    root, _ = results
+    rep = tmp_path / "reported.toml"
+    rep.write_text('[[row]]\ndataset = "toy"\nmethod = "paper-x"\nsource = "Paper X, Table 1"\n'
+                   'metrics = { acc2_has0 = 0.99, mae = 0.1 }\n')
+    md = generate(root, rep)["toy.md"]
+    measured, _, reported = md.partition("Reported (published numbers, NOT measured")
+    assert "paper-x" not in measured
+    assert "| paper-x" in reported and "99.00" in reported
+    # a reported 99% must not steal the best mark from measured rows
+    assert "**79.00 ± 1.41**" in measured
+
+
+def test_check_detects_drift_and_stale(results, tmp_path):
+    root, _ = results
+    out = tmp_path / "boards"
+    files = generate(root)
+    assert write_or_check(files, out, check=False)  # first write changes everything
+    assert write_or_check(files, out, check=True) == []
+    (out / "toy.md").write_text((out / "toy.md").read_text() + "edited by hand\n")
+    (out / "old.md").write_text(HEADER_PREFIX + " ... -->\nold\n")
+    (out / "notes.md").write_text("hand-written, not generated\n")
+    diff = write_or_check(files, out, check=True)
+    assert "toy.md" in diff and any(d.startswith("old.md") for d in diff)
+    assert not any(d.startswith("notes.md") for d in diff)
+    write_or_check(files, out, check=False)
+    assert not (out / "old.md").exists() and (out / "notes.md").exists()
+
+
+def test_cli_check_exit_codes(results, tmp_path):
+    from msabench.cli import make_app as get_app
+
+    root, _ = results
+    out = tmp_path / "boards"
+    runner = CliRunner()
+    args = ["leaderboard", "--results", str(root), "--out", str(out),
+            "--reported", str(tmp_path / "none.toml")]
+    assert runner.invoke(get_app(), args + ["--check"]).exit_code == 1
+    assert runner.invoke(get_app(), args).exit_code == 0
+    ok = runner.invoke(get_app(), args + ["--check"])
+    assert ok.exit_code == 0, ok.output
