@@ -1,0 +1,37 @@
+# The README's two commands: `make demo` (main job + leaderboard) and `make test` (whole suite).
+# Both set up a virtualenv from nothing; torch is pinned to the CPU build 2.13.0 first so that
+# no CUDA wheels are pulled in.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+SEEDS ?= 1111,1112,1113,1114,1115
+
+.PHONY: setup demo test leaderboard bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# main job: the sf baseline on the embedded SYNTHETIC dataset, 5 seeds, then the leaderboards
+demo: setup
+	$(BIN)/msabench run --method sf --dataset synthetic-mosi --seeds $(SEEDS)
+	$(BIN)/msabench leaderboard
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+	$(BIN)/msabench leaderboard --check
+
+leaderboard: setup
+	$(BIN)/msabench leaderboard
+
+bench: setup
+	$(BIN)/python benchmarks/bench_core.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
