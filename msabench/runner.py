@@ -341,7 +341,7 @@ def run_seed(plan: Mapping[str, Any], spec: RunSpec, data: Any, seed: int, regis
 
 def summarize(outcomes: Sequence[SeedOutcome]) -> dict[str, tuple[float, float, int]]:
     """Mean, sample std and count of each test metric over the given seeds."""
-    keys = sorted({k for o in outcomes for k, v in o.test.items() if v is not None})
+    keys = list(dict.fromkeys(k for o in outcomes for k, v in o.test.items() if v is not None))
     out = {}
     for key in keys:
         vals = [o.test[key] for o in outcomes if o.test.get(key) is not None]
