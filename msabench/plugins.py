@@ -146,6 +146,10 @@ class PluginSystem:
         else:
             info.hooks = sorted(
                 impl.name for impl in self.pm.get_hookcallers(plugin) or [])
+            unknown = _misspelled_hooks(plugin)
+            if unknown:
+                info.status = "partial"
+                info.reason = "; ".join(unknown)
         self.plugins[info.name] = info
         self._registry = None
 
@@ -198,6 +202,23 @@ class PluginSystem:
     def problems(self) -> list[PluginInfo]:
         _ = self.registry
         return [p for p in self.plugins.values() if p.status in ("broken", "partial")]
+
+
+def _misspelled_hooks(plugin: Any) -> list[str]:
+    """Hook implementations whose name matches no hook (pluggy would silently ignore them)."""
+    import difflib
+
+    known = [name for name in dir(hookspecs) if name.startswith("register_")]
+    problems = []
+    for name in dir(plugin):
+        func = getattr(plugin, name, None)
+        if not callable(func) or not hasattr(func, f"{hookspecs.PROJECT}_impl"):
+            continue
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            problems.append(f"{name} is not a msabench hook and is never called"
+                            + (f" (did you mean {close[0]}?)" if close else ""))
+    return problems
 
 
 def _own_version() -> str:

@@ -142,6 +142,11 @@ class Registry:
         return register
 
     def get(self, kind: str, name: str) -> Entry:
+        if kind not in self._entries:
+            singular = kind[:-1] if kind.endswith("s") else kind
+            if singular not in self._entries:
+                raise UnknownComponentError("kind", kind, KINDS)
+            kind = singular
         entries = self._entries[kind]
         if name not in entries:
             raise UnknownComponentError(kind, name, entries)

@@ -85,3 +85,11 @@ def test_run_then_leaderboard_round_trip(tmp_path):
     text = (boards / "toy-data.md").read_text()
     assert "| sf (short) " in text and "SYNTHETIC DATA" in text
     assert CliRunner().invoke(app, lb + ["--check"]).exit_code == 0
+
+
+def test_info_accepts_plural_kind_and_rejects_unknown_kind():
+    ok = CliRunner().invoke(make_app(), ["info", "concat", "--kind", "fusions", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)[0]["kind"] == "fusion"
+    bad = CliRunner().invoke(make_app(), ["info", "concat", "--kind", "fusoin"])
+    assert bad.exit_code == 2 and "unknown kind 'fusoin'" in bad.output

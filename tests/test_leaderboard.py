@@ -112,3 +112,13 @@ def test_cli_check_exit_codes(results, tmp_path):
     assert runner.invoke(get_app(), args).exit_code == 0
     ok = runner.invoke(get_app(), args + ["--check"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_result_files_are_world_readable(tmp_path):
+    import os
+    import stat
+
+    path = write_result(tmp_path / "r" / "seed-1.json", _result("alpha", 1, 0.5, 1.0))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

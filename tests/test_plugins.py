@@ -137,3 +137,21 @@ def test_cli_keeps_working_with_broken_plugin(site, monkeypatch):
     data = {p["name"]: p for p in json.loads(result.output)}
     assert data["fakebroken2"]["status"] == "broken"
     assert data["builtins"]["components"]["method"] == ["sf"]
+
+
+MISSPELLED = """
+from msabench import hookimpl
+
+@hookimpl
+def register_fusion(register):
+    raise AssertionError("never called")
+"""
+
+
+def test_misspelled_hook_is_reported(site, monkeypatch):
+    install_fake_plugin(site, "fake-typo", "faketypo", "fake_typo_mod", MISSPELLED)
+    system = _system(monkeypatch)
+    info = system.plugins["faketypo"]
+    assert info.status == "partial"
+    assert "register_fusion is not a msabench hook" in info.reason
+    assert "did you mean register_fusions" in info.reason

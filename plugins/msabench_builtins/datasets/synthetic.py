@@ -158,13 +158,19 @@ class SyntheticMosi(Dataset):
                 loaded.source = f"generated (synthetic-mosi generator v{GENERATOR_VERSION}, not cached)"
                 return loaded
         path = self.cache_path()
+        loaded = None
         if path.is_file():
             try:
-                return load_archive(path, meta=self.meta, setting=self.setting)
+                loaded = load_archive(path, meta=self.meta, setting=self.setting)
             except DataError:
-                pass  # a damaged cache file: regenerate it below
-        self.write(path)
-        return load_archive(path, meta=self.meta, setting=self.setting)
+                loaded = None  # a damaged cache file: regenerate it below
+        if loaded is None:
+            self.write(path)
+            loaded = load_archive(path, meta=self.meta, setting=self.setting)
+        # machine-independent provenance (the cache folder differs between machines)
+        loaded.source = (f"generated (synthetic-mosi generator v{GENERATOR_VERSION}, "
+                         f"cached as {path.name})")
+        return loaded
 
 
 # --------------------------------------------------------------------------------------------
