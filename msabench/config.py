@@ -5,7 +5,8 @@ A resolved run config is a dict with four sections:
 ``train``    the runner's recipe (:data:`TRAIN_DEFAULTS` lists every key)
 ``model``    the method's hyperparameters (keys must exist in the method's defaults)
 ``pretrain`` ``{"stages": [...], "<stage>": {...}}``
-``data``     ``setting``, ``modalities`` and dataset-specific ``options``
+``data``     ``setting``, ``modalities``, dataset-specific ``options`` and the run-level
+             preprocessing of :mod:`msabench.preprocess` (:data:`DATA_DEFAULTS` lists every key)
 """
 
 from __future__ import annotations
@@ -37,7 +38,21 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 256,
     "device": "auto",      # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
 }
-DATA_DEFAULTS: dict[str, Any] = {"setting": None, "modalities": None, "options": {}}
+#: every key of ``data``; the preprocessing keys are applied by :mod:`msabench.preprocess`
+DATA_DEFAULTS: dict[str, Any] = {
+    "setting": None,        # dataset setting (e.g. "aligned"); None = the dataset's default
+    "modalities": None,     # modality subset for ablations, e.g. ["text", "audio"]; None = all
+    "options": {},          # dataset-specific options (msabench info DATASET lists them)
+    "normalize": "none",    # "none", "zscore", "minmax" or "minmax-zscore": per modality and
+                            # feature dimension, statistics from the TRAIN split's valid steps only
+    "max_length": None,     # None = keep; N = first N steps / zero-pad to N for every modality;
+                            # {text = 30, audio = 50} per modality
+    "label_fraction": 1.0,  # in (0, 1]: keep the labels of a stratified fraction of train
+    "label_seed": None,     # seed of the labelled subset; None = the run seed
+}
+#: data keys whose default means "no preprocessing": left out of a run's identity while at the
+#: default, so result files written before these keys existed keep their config hash
+NEUTRAL_DATA_KEYS = ("normalize", "max_length", "label_fraction", "label_seed")
 SECTIONS = ("train", "model", "pretrain", "data")
 TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir")
 #: keys that do not change what is computed, so they do not change a run's identity
@@ -141,6 +156,10 @@ def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(dict(config))
     for section, key in NON_IDENTITY_KEYS:
         out.get(section, {}).pop(key, None)
+    data = out.get("data", {})
+    for key in NEUTRAL_DATA_KEYS:
+        if key in data and data[key] == DATA_DEFAULTS[key]:
+            del data[key]
     return out
 
 

@@ -1,8 +1,11 @@
 """Build a run from names, seed it, train, select on validation, evaluate, write results.
 
 ``msabench run`` is a thin wrapper over :func:`run`. The dataset is loaded once and shared by
-all seeds. Each finished seed is written to disk before the next starts, so an interrupted
-multi-seed run keeps what it finished; existing results are skipped unless ``force``.
+all seeds; the deterministic preprocessing (``data.max_length``, ``data.normalize``) is applied
+once after loading, and only the label mask (``data.label_fraction``) is made per seed, as a
+copy of the train split that shares its features (:mod:`msabench.preprocess`). Each finished
+seed is written to disk before the next starts, so an interrupted multi-seed run keeps what it
+finished; existing results are skipped unless ``force``.
 """
 
 from __future__ import annotations
@@ -156,17 +159,49 @@ def prepare(spec: RunSpec, registry: Registry) -> dict[str, Any]:
         cli_cfg = cfg.deep_merge(cli_cfg, {"train": {"epochs": int(spec.epochs)}})
     config = cfg.resolve(method_cls, spec.dataset, file_cfg, cli_cfg)
     defaults = cfg.resolve(method_cls, spec.dataset)
-    setting = config["data"]["setting"] or dataset_cls.meta.default_setting
     for c in (config, defaults):
-        c["data"]["setting"] = setting
-        if c["data"]["modalities"] is None:
-            c["data"]["modalities"] = list(dataset_cls.meta.modalities)
-        c["data"]["modalities"] = [_modality_name(m) for m in c["data"]["modalities"]]
+        _complete_data_config(c["data"], dataset_cls)
     variant = cfg.variant_name(config, defaults, spec.tag or file_cfg.get("tag"))
     data_dir = resolve_data_dir(spec.dataset, spec.data_dir, file_cfg.get("data_dir"))
     return {"method_cls": method_cls, "dataset_cls": dataset_cls, "config": config,
-            "setting": setting, "variant": variant, "data_dir": data_dir,
+            "setting": config["data"]["setting"], "variant": variant, "data_dir": data_dir,
             "hash": cfg.config_hash(config)}
+
+
+def prepare_data(dataset: str, registry: Registry, overrides: Sequence[str] = (),
+                 config_file: Path | None = None, data_dir: Path | None = None) -> dict[str, Any]:
+    """Like :func:`prepare` for the data alone (no method): ``msabench data check``.
+
+    Only the ``data`` section is read; ``overrides`` outside it are a :class:`ConfigError`.
+    """
+    dataset_cls = registry.load("dataset", dataset)
+    file_cfg = cfg.load_config_file(config_file) if config_file else {}
+    cli_cfg = cfg.parse_overrides(overrides)
+    other = sorted(set(cli_cfg) - {"data"})
+    if other:
+        raise ConfigError(f"only data.* keys apply here (got {', '.join(other)}.*), e.g. "
+                          "--set data.options.KEY=VALUE or --set data.normalize=zscore")
+    data_cfg = dict(cfg.DATA_DEFAULTS)
+    for layer in (file_cfg, cli_cfg):
+        section = layer.get("data", {})
+        cfg._check_keys("data", section, cfg.DATA_DEFAULTS, f"data config for {dataset}")
+        data_cfg = cfg.deep_merge(data_cfg, section)
+    _complete_data_config(data_cfg, dataset_cls)
+    return {"dataset_cls": dataset_cls, "config": {"data": data_cfg},
+            "setting": data_cfg["setting"],
+            "data_dir": resolve_data_dir(dataset, data_dir, file_cfg.get("data_dir"))}
+
+
+def _complete_data_config(data_cfg: dict[str, Any], dataset_cls: Any) -> None:
+    """Fill in the dataset's default setting and modalities; check the preprocessing keys."""
+    from . import preprocess
+
+    data_cfg["setting"] = data_cfg["setting"] or dataset_cls.meta.default_setting
+    # None = every modality the loaded setting provides (settings may differ, e.g. mosi
+    # utt-clean has no vision); the modalities actually used are recorded in each result
+    if data_cfg["modalities"] is not None:
+        data_cfg["modalities"] = [_modality_name(m) for m in data_cfg["modalities"]]
+    preprocess.check_config(data_cfg)
 
 
 _MOD_LETTERS = {"t": "text", "a": "audio", "v": "vision"}
@@ -213,7 +248,8 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
         todo.append(seed)
     if not todo:
         return outcomes
-    data = load_dataset(plan, spec, progress)
+    data, preprocessing = load_dataset(plan, progress)
+    plan = {**plan, "preprocessing": preprocessing}
     try:
         with progress.live():
             seeds_task = progress.task(f"{spec.method} on {spec.dataset}/{setting}", len(todo))
@@ -228,33 +264,47 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
     return outcomes
 
 
-def load_dataset(plan: Mapping[str, Any], spec: RunSpec, progress: Progress) -> Any:
-    config = plan["config"]
+def open_dataset(plan: Mapping[str, Any]) -> Any:
+    """Instantiate, load and validate the dataset of ``plan`` and select its modalities."""
+    data_cfg = plan["config"]["data"]
     dataset = plan["dataset_cls"](data_dir=plan["data_dir"], setting=plan["setting"],
-                                  options=config["data"]["options"])
-    started = time.perf_counter()
+                                  options=data_cfg["options"])
     data = dataset.load()
     if not data.validated:
         data.validate()
-    mods = config["data"]["modalities"]
-    if list(mods) != list(data.modalities):
+    mods = data_cfg["modalities"]
+    if mods is not None and list(mods) != list(data.modalities):
         data = data.select_modalities(mods)
-    progress.print(f"loaded {spec.dataset}/{plan['setting']} "
+    return data
+
+
+def load_dataset(plan: Mapping[str, Any], progress: Progress) -> tuple[Any, dict[str, Any]]:
+    """:func:`open_dataset`, then the once-per-run preprocessing; returns the data and the
+    preprocessing record stored in every result file."""
+    from . import preprocess
+
+    started = time.perf_counter()
+    data = open_dataset(plan)
+    data, record = preprocess.prepare(data, plan["config"]["data"])
+    progress.print(f"loaded {plan['dataset_cls'].name}/{plan['setting']} "
                    f"({', '.join(f'{k} {v}' for k, v in data.sizes().items())}) "
                    f"in {time.perf_counter() - started:.1f}s")
     for note in data.notes:
         progress.print(f"[yellow]note:[/] {note}")
-    return data
+    return data, record
 
 
 def run_seed(plan: Mapping[str, Any], spec: RunSpec, data: Any, seed: int, registry: Registry,
              progress: Progress) -> dict[str, Any]:
     import torch
 
+    from . import preprocess
     from .api import Components
     from .training import evaluate, fit, pick_device, seed_everything
 
     config, method_cls = plan["config"], plan["method_cls"]
+    # per seed: the train split's label mask (a copy sharing the features); hidden labels are NaN
+    data, labels_record = preprocess.for_seed(data, config["data"], seed)
     info = data.info()
     if method_cls.requires_aligned and not info.aligned:
         raise DataError(
@@ -324,7 +374,10 @@ def run_seed(plan: Mapping[str, Any], spec: RunSpec, data: Any, seed: int, regis
         "metric_warnings": test.warnings,
         "metric_info": {c.key: c.info() for c in metric_classes},
         "split_sizes": data.sizes(),
+        "modalities": list(data.modalities),
+        "feature_dims": info.feature_dims,
         "labelled_train": int(labelled.sum()),
+        "preprocessing": {**plan.get("preprocessing", {}), **labels_record},
         "parameters": {"trainable": model.num_parameters(True),
                        "total": model.num_parameters(False)},
         "best_epoch": fitted.best_epoch,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,6 +34,15 @@ def run_command(
         "--set", "-s", help="override a config key, e.g. --set train.lr=1e-4 (repeatable)")] = None,
     setting: Annotated[Optional[str], typer.Option(help="dataset setting (e.g. aligned); default: the dataset's")] = None,
     modalities: Annotated[Optional[str], typer.Option(help="modality subset for ablations, e.g. ta")] = None,
+    label_fraction: Annotated[Optional[float], typer.Option(
+        help="keep the labels of a seeded, stratified fraction of train (0 < F <= 1); the "
+             "rest stay unlabelled for pretrainers (= --set data.label_fraction=F)")] = None,
+    normalize: Annotated[Optional[str], typer.Option(
+        help="none, zscore, minmax or minmax-zscore, per modality with train-split statistics "
+             "(= --set data.normalize=SCHEME)")] = None,
+    max_length: Annotated[Optional[int], typer.Option(
+        help="truncate or zero-pad every modality to N steps (= --set data.max_length=N; per "
+             "modality: --set data.max_length.text=N)")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="where the dataset files are (else $MSABENCH_DATA_DIR or the config file)")] = None,
     out: Annotated[Path, typer.Option(help="results root")] = RESULTS_DIR,
     tag: Annotated[Optional[str], typer.Option(help="name this configuration variant in results and leaderboards")] = None,
@@ -51,6 +61,12 @@ def run_command(
     if modalities:
         mods = ", ".join(f'"{m}"' for m in parse_modalities(modalities))
         overrides.append(f"data.modalities=[{mods}]")
+    if label_fraction is not None:
+        overrides.append(f"data.label_fraction={label_fraction!r}")
+    if normalize is not None:
+        overrides.append(f"data.normalize={json.dumps(normalize)}")
+    if max_length is not None:
+        overrides.append(f"data.max_length={int(max_length)}")
     spec = RunSpec(method=method, dataset=dataset, seeds=_seeds(seeds), config_file=config,
                    overrides=overrides, epochs=epochs, data_dir=data_dir, out=out,
                    force=force, tag=tag, quiet=quiet)
