@@ -35,6 +35,14 @@ def register_metrics(register):
 def register_datasets(register):
     register(f"{_P}.datasets.synthetic:SyntheticMosi", name="synthetic-mosi",
              summary="SYNTHETIC data in CMU-MOSI shapes with a planted signal (not a benchmark)")
+    register(f"{_P}.datasets.mosi:Mosi", name="mosi",
+             summary="CMU-MOSI: MMSA/MulT/MAG-BERT pickles, SDK .csd, msabench .npz archive")
+    register(f"{_P}.datasets.mosi:Mosei", name="mosei",
+             summary="CMU-MOSEI: MMSA/MulT/MAG-BERT pickles, SDK .csd, msabench .npz archive")
+    register(f"{_P}.datasets.sims:ChSims", name="chsims",
+             summary="CH-SIMS (v1): MMSA pickle or raw label.csv + videos")
+    register(f"{_P}.datasets.sims:ChSims2", name="chsims2",
+             summary="CH-SIMS v2.0 (supervised): MMSA pickle or raw label.csv + videos")
 
 
 @hookimpl
@@ -53,3 +61,9 @@ def register_methods(register):
 def register_extractors(register):
     register(f"{_P}.extractors.hf_text:HFTextExtractor", name="hf-text",
              summary="transformers text encoder (local dir or hub name) -> token or pooled features")
+    register(f"{_P}.extractors.hf_audio:HFAudioExtractor", name="hf-audio",
+             summary="transformers speech encoder (HuBERT/wav2vec 2.0; local dir or hub name) "
+                     "-> mean-pooled or frame features")
+    register(f"{_P}.extractors.hf_video:HFVideoExtractor", name="hf-video",
+             summary="transformers video backbone (VideoMAE; local dir or hub name) -> features "
+                     "pooled over space then time")

