@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 SEEDS ?= 1111,1112,1113,1114,1115
 
-.PHONY: setup demo test leaderboard bench clean
+.PHONY: setup demo test leaderboard bench real-mosi clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: setup
 	$(BIN)/msabench leaderboard --check
 
 leaderboard: setup
+	$(BIN)/msabench leaderboard
+
+# real CMU-MOSI benchmarks from ../shared/data/mosi/mosi_utt.npz (docs/datasets.md)
+DATA_DIR ?= ../shared/data
+real-mosi: setup
+	HF_HUB_OFFLINE=1 MSABENCH_DATA_DIR=$(DATA_DIR) $(BIN)/msabench run --method sf --dataset mosi --setting utt-bclstm --seeds $(SEEDS)
+	HF_HUB_OFFLINE=1 MSABENCH_DATA_DIR=$(DATA_DIR) $(BIN)/msabench run --method sf --dataset mosi --setting utt-clean --seeds $(SEEDS)
 	$(BIN)/msabench leaderboard
 
 bench: setup

@@ -161,6 +161,9 @@ def prepare(spec: RunSpec, registry: Registry) -> dict[str, Any]:
     defaults = cfg.resolve(method_cls, spec.dataset)
     for c in (config, defaults):
         _complete_data_config(c["data"], dataset_cls)
+    # the setting is its own level of a result's identity (path, leaderboard table), so a
+    # non-default setting alone does not make a config variant
+    defaults["data"]["setting"] = config["data"]["setting"]
     variant = cfg.variant_name(config, defaults, spec.tag or file_cfg.get("tag"))
     data_dir = resolve_data_dir(spec.dataset, spec.data_dir, file_cfg.get("data_dir"))
     return {"method_cls": method_cls, "dataset_cls": dataset_cls, "config": config,

@@ -145,3 +145,12 @@ def test_select_on_metric_direction(registry, tmp_path):
     best = max(h["valid_corr"] for h in res["history"])
     assert res["selection"]["best_valid"] == pytest.approx(best)
     assert res["metrics"]["valid"]["corr"] == pytest.approx(best)
+
+
+def test_setting_is_not_a_variant(tmp_path):
+    from msabench.plugins import get_registry
+
+    spec = RunSpec(method="sf", dataset="synthetic-mosi", out=tmp_path, quiet=True,
+                   overrides=['data.setting="aligned"'])
+    plan = runner_mod.prepare(spec, get_registry())
+    assert plan["setting"] == "aligned" and plan["variant"] == "default"
