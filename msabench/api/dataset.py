@@ -84,6 +84,7 @@ class Batch:
     labelled: torch.Tensor
     unimodal: dict[str, torch.Tensor] = field(default_factory=dict)
     texts: list[str] | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -107,6 +108,7 @@ class Batch:
             label=self.label.to(device),
             labelled=self.labelled.to(device),
             unimodal={m: x.to(device) for m, x in self.unimodal.items()},
+            extras={k: x.to(device) for k, x in self.extras.items()},
         )
 
 
@@ -115,7 +117,8 @@ class SplitData:
     """All samples of one split, in memory.
 
     Utterance-level features are stored as (N, 1, D) with length 1, so every method sees the
-    same (N, T, D) layout.
+    same (N, T, D) layout. ``extras`` holds per-sample side data that is not a modality (first
+    dimension N), e.g. MMSA's ``text_bert`` token ids (N, 3, L) for BERT-based methods.
     """
 
     ids: list[str]
@@ -125,6 +128,7 @@ class SplitData:
     unimodal: dict[str, torch.Tensor] = field(default_factory=dict)
     labelled: torch.Tensor | None = None
     texts: list[str] | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.labelled is None:
@@ -145,6 +149,7 @@ class SplitData:
             unimodal={m: x[idx] for m, x in self.unimodal.items()},
             labelled=self.labelled[idx],
             texts=texts,
+            extras={k: x[idx] for k, x in self.extras.items()},
         )
 
     def batch(self, idx: torch.Tensor) -> Batch:
@@ -157,6 +162,7 @@ class SplitData:
             labelled=self.labelled[idx],
             unimodal={m: x[idx] for m, x in self.unimodal.items()},
             texts=[self.texts[i] for i in ilist] if self.texts is not None else None,
+            extras={k: x[idx] for k, x in self.extras.items()},
         )
 
     def batches(self, batch_size: int, *, shuffle: bool = False,
@@ -191,10 +197,13 @@ class SplitData:
                 raise DataError(
                     f"{where}: modality {m!r} lengths must lie in [1, {x.shape[1]}] "
                     f"(found {int(lens.min())}..{int(lens.max())})")
-            if not bool(torch.isfinite(x).all()):
+            if not _all_finite(x):
                 bad = int((~torch.isfinite(x)).sum())
                 raise DataError(f"{where}: modality {m!r} has {bad} non-finite values (NaN/inf); "
                                 "fix or drop those samples (MMSA replaces -inf by 0)")
+        for key, x in self.extras.items():
+            if x.shape[0] != n:
+                raise DataError(f"{where}: extra {key!r} has {x.shape[0]} rows for {n} samples")
         if not bool(torch.isfinite(self.labels).all()):
             raise DataError(f"{where}: labels contain NaN or inf")
         if label_range is not None and n:
@@ -203,6 +212,13 @@ class SplitData:
                 raise DataError(
                     f"{where}: labels span [{float(self.labels.min()):.3f}, "
                     f"{float(self.labels.max()):.3f}], outside the dataset range [{lo}, {hi}]")
+
+
+def _all_finite(x: torch.Tensor, rows: int = 256) -> bool:
+    """Finiteness in row chunks: bounded temporary memory on big feature tensors."""
+    if not x.is_floating_point():
+        return True
+    return all(bool(torch.isfinite(x[i:i + rows]).all()) for i in range(0, x.shape[0], rows))
 
 
 @dataclass
@@ -217,6 +233,7 @@ class DataInfo:
     aligned: bool
     has_unimodal_labels: bool
     has_texts: bool
+    extras: tuple[str, ...] = ()
 
     @property
     def label_range(self) -> tuple[float, float]:
@@ -253,7 +270,8 @@ class LoadedDataset:
         return DataInfo(
             meta=self.meta, setting=self.setting, modalities=self.modalities, feature_dims=dims,
             max_lengths=max_lengths, aligned=aligned,
-            has_unimodal_labels=bool(train.unimodal), has_texts=train.texts is not None)
+            has_unimodal_labels=bool(train.unimodal), has_texts=train.texts is not None,
+            extras=tuple(train.extras))
 
     def sizes(self) -> dict[str, int]:
         return {name: len(split) for name, split in self.splits.items()}

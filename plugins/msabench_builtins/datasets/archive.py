@@ -50,9 +50,11 @@ import torch
 from msabench.api.dataset import SPLITS, DatasetMeta, LoadedDataset, SplitData
 from msabench.errors import DataError
 
+from .checks import CHUNK_ROWS, scan_finite
+
 DEFAULT_MODALITIES = {"text": "text", "audio": "audio", "vision": "vision"}
 UNIMODAL_KEYS = {"label_T": "text", "label_A": "audio", "label_V": "vision"}
-_CHUNK_ROWS = 256  # rows per chunk when scanning big feature arrays (bounds temporary memory)
+_CHUNK_ROWS = CHUNK_ROWS  # rows per chunk when scanning big feature arrays (bounds temporary memory)
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -188,34 +190,15 @@ class _Archive:
 
 def _scan_features(arc: _Archive, key: str, x: np.ndarray) -> int:
     """Replace -inf by 0 in place; refuse NaN/+inf. Returns the number of -inf replaced."""
-    n_nan = n_pos = n_neg = 0
-    first_nan = first_pos = None
-    for start in range(0, x.shape[0], _CHUNK_ROWS):
-        chunk = x[start:start + _CHUNK_ROWS]
-        if np.isfinite(chunk).all():
-            continue
-        nan = np.isnan(chunk)
-        if nan.any():
-            n_nan += int(nan.sum())
-            if first_nan is None:
-                first_nan = start + int(np.argwhere(nan)[0][0])
-        pos = np.isposinf(chunk)
-        if pos.any():
-            n_pos += int(pos.sum())
-            if first_pos is None:
-                first_pos = start + int(np.argwhere(pos)[0][0])
-        neg = np.isneginf(chunk)
-        if neg.any():
-            n_neg += int(neg.sum())
-            chunk[neg] = 0.0
-    if n_nan:
-        raise arc.fail(f"key {key!r} has {n_nan} NaN value(s), first in {arc.where(first_nan)}; "
-                       "msabench never trains on NaN silently: fix the feature extraction or "
-                       "drop those samples")
-    if n_pos:
-        raise arc.fail(f"key {key!r} has {n_pos} +inf value(s) (after float32 conversion), "
-                       f"first in {arc.where(first_pos)}; fix or rescale the features")
-    return n_neg
+    scan = scan_finite(x, chunk_rows=_CHUNK_ROWS)
+    if scan.nan:
+        raise arc.fail(f"key {key!r} has {scan.nan} NaN value(s), first in "
+                       f"{arc.where(scan.first_nan)}; msabench never trains on NaN silently: fix "
+                       "the feature extraction or drop those samples")
+    if scan.posinf:
+        raise arc.fail(f"key {key!r} has {scan.posinf} +inf value(s) (after float32 conversion), "
+                       f"first in {arc.where(scan.first_posinf)}; fix or rescale the features")
+    return scan.neginf
 
 
 def _feature(arc: _Archive, key: str, n: int) -> tuple[np.ndarray, np.ndarray, int]:
