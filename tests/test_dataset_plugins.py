@@ -101,3 +101,17 @@ def test_mosi_utt_clean_real(monkeypatch):
     # the text features are the encoder's (cached on the second load, identical)
     again = _load("mosi", data_dir=root, setting="utt-clean").load()
     assert np.array_equal(again["test"].features["text"].numpy(), data["test"].features["text"].numpy())
+
+
+@pytest.mark.realdata
+def test_optional_checksum_is_verified():
+    import hashlib
+
+    path = real_data("mosi/mosi_utt.npz")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = _load("mosi", data_dir=path.parent, setting="utt-bclstm",
+                 options={"sha256": digest}).load()
+    assert data.sizes()["test"] == 752
+    with pytest.raises(DataError, match="SHA-256 mismatch"):
+        _load("mosi", data_dir=path.parent, setting="utt-bclstm",
+              options={"sha256": "0" * 64}).load()

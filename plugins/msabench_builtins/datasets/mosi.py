@@ -92,7 +92,7 @@ class Mosi(StandardDataset):
         default_setting="unaligned", unimodal_labels=False, citation=MOSI_CITATION,
         license=CMU_LICENSE, paper="https://doi.org/10.1109/MIS.2016.94")
     how_to_get = HOW_TO_GET_CMU
-    defaults = {"file": None, "format": None, "valid_fraction": 0.15, "valid_seed": 0,
+    defaults = {"file": None, "format": None, "sha256": None, "valid_fraction": 0.15, "valid_seed": 0,
                 "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64}
     sources = {
         "unaligned": (Source("mmsa", ("Processed/unaligned_50.pkl", "unaligned_50.pkl")),
@@ -204,7 +204,7 @@ class Mosei(Mosi):
         settings=("unaligned", "aligned", "magbert", "sdk", "utt"), default_setting="unaligned",
         unimodal_labels=False, citation=MOSEI_CITATION, license=CMU_LICENSE,
         paper="https://aclanthology.org/P18-1208/")
-    defaults = {"file": None, "format": None, "valid_fraction": 0.15, "valid_seed": 0,
+    defaults = {"file": None, "format": None, "sha256": None, "valid_fraction": 0.15, "valid_seed": 0,
                 "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64}
     sources = {
         "unaligned": (Source("mmsa", ("Processed/unaligned_50.pkl", "unaligned_50.pkl")),

@@ -53,7 +53,7 @@ class ChSims2(StandardDataset):
         citation=SIMS2_CITATION, license=SIMS_LICENSE,
         paper="https://doi.org/10.1145/3536221.3556630")
     how_to_get = HOW_TO_GET_SIMS
-    defaults = {"file": None, "format": None, **RAW_DEFAULTS}
+    defaults = {"file": None, "format": None, "sha256": None, **RAW_DEFAULTS}
     sources = {
         "unaligned": (Source("mmsa", ("unaligned.pkl", "Processed/unaligned.pkl")),),
         "raw": (Source("raw", ("label.csv",)),),

@@ -56,7 +56,8 @@ class StandardDataset(Dataset):
     sources: ClassVar[dict[str, tuple[Source, ...]]]
     #: how to obtain the files (shown when nothing is found)
     how_to_get: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {"file": None, "format": None}
+    #: file: read exactly this file; format: force a format; sha256: verify the file first
+    defaults: ClassVar[dict[str, Any]] = {"file": None, "format": None, "sha256": None}
 
     def locate(self) -> tuple[Source, Path]:
         file_opt = self.options.get("file")
@@ -105,6 +106,11 @@ class StandardDataset(Dataset):
 
     def load(self) -> LoadedDataset:
         source, path = self.locate()
+        expected = self.options.get("sha256")
+        if expected:  # optional integrity check of the file actually read
+            from .safe_pickle import verify_checksum
+
+            verify_checksum(path, str(expected))
         kwargs = dict(source.kwargs)
         data = self.read(source, path, kwargs)
         data.notes.insert(0, f"read {path} as {source.format}"
