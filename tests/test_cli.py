@@ -93,3 +93,20 @@ def test_info_accepts_plural_kind_and_rejects_unknown_kind():
     assert json.loads(ok.output)[0]["kind"] == "fusion"
     bad = CliRunner().invoke(make_app(), ["info", "concat", "--kind", "fusoin"])
     assert bad.exit_code == 2 and "unknown kind 'fusoin'" in bad.output
+
+
+def test_config_file_supplies_method_dataset_and_seeds(tmp_path):
+    system = PluginSystem()
+    system.load_entry_points()
+    system.register(all_hooks_plugin, "all-hooks")
+    set_plugin_system(system)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('method = "sf"\ndataset = "toy-data"\nseeds = [3, 4]\ntag = "fromfile"\n'
+                   "[train]\nepochs = 2\n")
+    result = CliRunner().invoke(make_app(system), ["run", "--config", str(cfg), "--quiet",
+                                                   "--out", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in (tmp_path / "res" / "toy-data" / "default" / "sf@fromfile").iterdir())
+    assert files == ["seed-3.json", "seed-4.json"]
+    missing = CliRunner().invoke(make_app(system), ["run", "--quiet", "--out", str(tmp_path)])
+    assert missing.exit_code == 2 and "give --method and --dataset" in missing.output

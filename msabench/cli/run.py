@@ -23,11 +23,35 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _from_config(config: Optional[Path], method: Optional[str], dataset: Optional[str],
+                 seeds: Optional[str]) -> tuple[str, str, list[int]]:
+    """CLI values win; the config file's top-level method/dataset/seeds fill the gaps."""
+    from ..config import load_config_file
+    from ..errors import ConfigError
+
+    file_cfg = load_config_file(config) if config else {}
+    method = method or file_cfg.get("method")
+    dataset = dataset or file_cfg.get("dataset")
+    if not method or not dataset:
+        missing = " and ".join(n for n, v in (("--method", method), ("--dataset", dataset)) if not v)
+        raise ConfigError(f"give {missing} (or method = \"...\" / dataset = \"...\" in the "
+                          "--config file)")
+    if seeds is not None:
+        return method, dataset, _seeds(seeds)
+    from_file = file_cfg.get("seeds", [1111])
+    if not isinstance(from_file, list) or not all(isinstance(x, int) for x in from_file):
+        raise ConfigError(f"{config}: seeds must be a list of integers, e.g. seeds = [1111, 1112]")
+    return method, dataset, _seeds(",".join(str(x) for x in from_file))
+
+
 @handle_errors
 def run_command(
-    method: Annotated[str, typer.Option("--method", "-m", help="method name (msabench list methods)")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset name (msabench list datasets)")],
-    seeds: Annotated[str, typer.Option(help="comma-separated seeds; one result file per seed")] = "1111",
+    method: Annotated[Optional[str], typer.Option(
+        "--method", "-m", help="method name (msabench list methods); else `method` in --config")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        "--dataset", "-d", help="dataset name (msabench list datasets); else `dataset` in --config")] = None,
+    seeds: Annotated[Optional[str], typer.Option(
+        help="comma-separated seeds, one result file per seed; else `seeds` in --config, else 1111")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="override train.epochs")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
@@ -67,7 +91,8 @@ def run_command(
         overrides.append(f"data.normalize={json.dumps(normalize)}")
     if max_length is not None:
         overrides.append(f"data.max_length={int(max_length)}")
-    spec = RunSpec(method=method, dataset=dataset, seeds=_seeds(seeds), config_file=config,
+    method, dataset, seed_list = _from_config(config, method, dataset, seeds)
+    spec = RunSpec(method=method, dataset=dataset, seeds=seed_list, config_file=config,
                    overrides=overrides, epochs=epochs, data_dir=data_dir, out=out,
                    force=force, tag=tag, quiet=quiet)
     outcomes = run(spec)
