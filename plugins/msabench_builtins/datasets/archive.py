@@ -50,7 +50,7 @@ import torch
 from msabench.api.dataset import SPLITS, DatasetMeta, LoadedDataset, SplitData
 from msabench.errors import DataError
 
-from .checks import CHUNK_ROWS, scan_finite
+from .checks import CHUNK_ROWS, check_label_values, scan_finite
 
 DEFAULT_MODALITIES = {"text": "text", "audio": "audio", "vision": "vision"}
 UNIMODAL_KEYS = {"label_T": "text", "label_A": "audio", "label_V": "vision"}
@@ -167,25 +167,8 @@ class _Archive:
             raise self.fail(f"key {key!r} must have shape (N,), found {arr.shape}")
         if arr.dtype.kind not in "fiub":
             raise self.fail(f"key {key!r} must be numeric, found dtype {arr.dtype}")
-        arr = arr.astype(np.float64)
-        nan = np.isnan(arr)
-        if nan.any():
-            raise self.fail(f"key {key!r} has {int(nan.sum())} NaN label(s), first at "
-                            f"{self.where(int(np.argmax(nan)))}; drop those samples or fix the "
-                            "labels (msabench never trains on NaN)")
-        inf = np.isinf(arr)
-        if inf.any():
-            raise self.fail(f"key {key!r} has {int(inf.sum())} infinite label(s), first at "
-                            f"{self.where(int(np.argmax(inf)))}; fix the labels")
-        lo, hi = label_range
-        out = (arr < lo - 1e-6) | (arr > hi + 1e-6)
-        if out.any():
-            first = int(np.argmax(out))
-            raise self.fail(
-                f"key {key!r} has {int(out.sum())} label(s) outside the dataset range "
-                f"[{lo}, {hi}] (span {arr.min():.3f}..{arr.max():.3f}; first {arr[first]:.3f} at "
-                f"{self.where(first)}); check the label scale or the dataset's convention")
-        return arr
+        return check_label_values(key, arr.astype(np.float64), label_range, self.fail,
+                                  self.where)
 
 
 def _scan_features(arc: _Archive, key: str, x: np.ndarray) -> int:

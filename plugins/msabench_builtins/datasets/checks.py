@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -206,25 +206,31 @@ class SplitReader:
 
     def check_labels(self, key: str, arr: np.ndarray,
                      label_range: tuple[float, float]) -> np.ndarray:
-        nan = np.isnan(arr)
-        if nan.any():
-            raise self.fail(f"key {key!r} has {int(nan.sum())} NaN label(s), first at "
-                            f"{self.where(int(np.argmax(nan)))}; drop those samples or fix the "
-                            "labels (msabench never trains on NaN)")
-        inf = np.isinf(arr)
-        if inf.any():
-            raise self.fail(f"key {key!r} has {int(inf.sum())} infinite label(s), first at "
-                            f"{self.where(int(np.argmax(inf)))}; fix the labels")
-        lo, hi = label_range
-        out = (arr < lo - 1e-6) | (arr > hi + 1e-6)
-        if out.any():
-            first = int(np.argmax(out))
-            raise self.fail(
-                f"key {key!r} has {int(out.sum())} label(s) outside the dataset range "
-                f"[{lo}, {hi}] (span {arr.min():.3f}..{arr.max():.3f}; first {arr[first]:.3f} "
-                f"at {self.where(first)}); check the label scale or that the file belongs to "
-                "this dataset (e.g. a SIMS file read as MOSI)")
-        return arr.astype(np.float32)
+        return check_label_values(key, arr, label_range, self.fail, self.where)
+
+
+def check_label_values(key: str, arr: np.ndarray, label_range: tuple[float, float],
+                       fail: Callable[[str], DataError], where: Callable[[int], str]) -> np.ndarray:
+    """NaN, inf and range checks of a float label array; errors name the key and first row."""
+    nan = np.isnan(arr)
+    if nan.any():
+        raise fail(f"key {key!r} has {int(nan.sum())} NaN label(s), first at "
+                   f"{where(int(np.argmax(nan)))}; drop those samples or fix the "
+                   "labels (msabench never trains on NaN)")
+    inf = np.isinf(arr)
+    if inf.any():
+        raise fail(f"key {key!r} has {int(inf.sum())} infinite label(s), first at "
+                   f"{where(int(np.argmax(inf)))}; fix the labels")
+    lo, hi = label_range
+    out = (arr < lo - 1e-6) | (arr > hi + 1e-6)
+    if out.any():
+        first = int(np.argmax(out))
+        raise fail(
+            f"key {key!r} has {int(out.sum())} label(s) outside the dataset range "
+            f"[{lo}, {hi}] (span {arr.min():.3f}..{arr.max():.3f}; first {arr[first]:.3f} "
+            f"at {where(first)}); check the label scale or that the file belongs to "
+            "this dataset (e.g. a SIMS file read as MOSI)")
+    return arr.astype(np.float32)
 
 
 def decode(value: Any) -> str:
