@@ -49,12 +49,30 @@ def register_datasets(register):
 def register_fusions(register):
     register(f"{_P}.fusions.concat:ConcatFusion", name="concat",
              summary="masked mean-pool each modality, concatenate (shallow/late fusion)")
+    register(f"{_P}.fusions.tfn:TensorFusion", name="tfn",
+             summary="TFN tensor fusion: 3-way outer product of subnet outputs with appended 1")
+    register(f"{_P}.fusions.lmf:LowRankFusion", name="lmf",
+             summary="LMF low-rank multimodal fusion with modality-specific factors")
+    register(f"{_P}.fusions.mult:MulTFusion", name="mult",
+             summary="MulT: six crossmodal transformers + self-attention memories")
+    register(f"{_P}.fusions.mag:MAGFusion", name="mag",
+             summary="multimodal adaptation gate inside a BERT-family encoder")
 
 
 @hookimpl
 def register_methods(register):
     register(f"{_P}.methods.sf:SF", name="sf",
              summary="SF baseline: pooled features per modality, fusion, MLP regressor")
+    register(f"{_P}.methods.tfn:TFN", name="tfn",
+             summary="TFN (Zadeh et al. 2017), MMSA defaults")
+    register(f"{_P}.methods.lmf:LMF", name="lmf",
+             summary="LMF (Liu et al. 2018), MMSA defaults")
+    register(f"{_P}.methods.ef_lstm:EFLSTM", name="ef-lstm",
+             summary="EF-LSTM early-fusion LSTM, MMSA defaults")
+    register(f"{_P}.methods.mult:MulT", name="mult",
+             summary="MulT (Tsai et al. 2019)")
+    register(f"{_P}.methods.mag_bert:MAGBert", name="mag-bert",
+             summary="MAG-BERT (Rahman et al. 2020) on a BERT-family encoder")
 
 
 @hookimpl
