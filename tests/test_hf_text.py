@@ -30,7 +30,8 @@ def tiny_bert(tmp_path_factory) -> Path:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab = specials + WORDS + ["!", "?", ".", ","] + [f"w{i}" for i in range(100 - 29)]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    # transformers 5 ignores vocab_file= for BertTokenizerFast; pass the vocabulary itself
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     tokenizer.save_pretrained(path)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=HIDDEN, num_hidden_layers=2,
@@ -275,3 +276,13 @@ def test_minilm_cls_and_tokens(minilm_dir):
     assert t.lengths.tolist() == [6, 8]
     torch.testing.assert_close(c.values[:, 0], t.values[:, 0])
     assert torch.count_nonzero(t.values[0, 6:]) == 0
+
+
+def test_tiny_tokenizer_knows_its_words(tiny_bert):
+    """Guards the fixture: texts must map to real word ids, not all [UNK]."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    ids = tok(" ".join(WORDS[:3]))["input_ids"]
+    assert tok.unk_token_id not in ids and len(ids) == 5
+

