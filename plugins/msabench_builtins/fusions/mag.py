@@ -40,7 +40,7 @@ from torch import nn
 
 from msabench.api import ComponentMeta, Fusion
 from msabench.errors import ConfigError
-from msabench_builtins.extractors.hf_text import _looks_like_path, _offline_env
+from msabench_builtins.extractors._hf import _looks_like_path, _offline_env, bundled_model_dir
 
 POOLINGS = ("pooler", "cls")
 MAG_CITATION = (
@@ -185,6 +185,9 @@ class MAGFusion(Fusion):
         local = Path(name).expanduser()
         if local.is_dir():
             return str(local.resolve()), {"local_files_only": True}
+        bundled = bundled_model_dir(name)
+        if bundled is not None:
+            return str(bundled), {"local_files_only": True}
         if _looks_like_path(name) or local.exists():
             raise ConfigError(
                 f"fusion mag: model {name!r} is not an existing directory; pass a local model "
