@@ -182,8 +182,9 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def variant_name(config: Mapping[str, Any], defaults: Mapping[str, Any], tag: str | None) -> str:
     """How a run's config differs from the method's defaults, as a short stable name.
 
-    ``default`` when nothing that matters differs; ``m-ta`` when only the modalities differ;
-    otherwise ``cfg-<hash>``. An explicit ``--tag`` wins.
+    ``default`` when nothing that matters differs; otherwise the differences joined by ``_``:
+    ``lf0.4`` for a non-default ``data.label_fraction``, ``m-ta`` for a modality subset and
+    ``cfg-<hash>`` for anything else (e.g. ``lf0.4_m-ta``). An explicit ``--tag`` wins.
     """
     if tag:
         if not all(c.isalnum() or c in "-_." for c in tag):
@@ -194,6 +195,11 @@ def variant_name(config: Mapping[str, Any], defaults: Mapping[str, Any], tag: st
     diff = {k for k in set(now) | set(base) if now.get(k) != base.get(k)}
     if not diff:
         return "default"
-    if diff == {"data.modalities"} and config["data"]["modalities"]:
-        return "m-" + "".join(m[0] for m in config["data"]["modalities"])
-    return "cfg-" + config_hash(config)[:8]
+    parts = []
+    if "data.label_fraction" in diff:
+        parts.append(f"lf{float(config['data']['label_fraction']):g}")
+    if "data.modalities" in diff and config["data"]["modalities"]:
+        parts.append("m-" + "".join(m[0] for m in config["data"]["modalities"]))
+    if diff - {"data.label_fraction", "data.modalities"}:
+        parts.append("cfg-" + config_hash(config)[:8])
+    return "_".join(parts) if parts else "cfg-" + config_hash(config)[:8]

@@ -61,7 +61,7 @@ def compute_metrics(metric_classes: Sequence[type[Metric]], preds: torch.Tensor,
     values: dict[str, float | None] = {}
     not_applicable: list[str] = []
     for cls in metric_classes:
-        if cls.needs_regression and prediction_kind != "regression":
+        if cls.needs_regression and prediction_kind == "probability":
             not_applicable.append(cls.key)
             continue
         metric = cls()

@@ -48,9 +48,15 @@ class Method(nn.Module):
     defaults > defaults.
 
     ``forward`` returns a dict with at least ``"pred"``: the scalar sentiment prediction per
-    sample on the dataset's label scale. Methods whose native output is a class probability set
-    ``prediction_kind = "probability"``, still map it to the label scale in ``pred`` (document
-    how), and metrics that need a true regression output are then reported as not applicable.
+    sample on the dataset's label scale. ``prediction_kind`` says what ``pred`` is:
+
+    ``"regression"``           a regression output; every metric applies.
+    ``"probability"``          a class probability mapped to the label scale (document how);
+                               metrics that need a true regression output (MAE, Corr, Acc-k)
+                               are reported as not applicable.
+    ``"probability-mapped"``   the same, but the method documents a mapping meant to be scored
+                               by every metric (e.g. ``transformer``: ``3 (2p - 1)`` on MOSI);
+                               all metrics are computed and leaderboards mark the row.
     """
 
     name: ClassVar[str]

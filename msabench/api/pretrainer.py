@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import ConfigError
 from .meta import ComponentMeta
 
 if TYPE_CHECKING:
@@ -35,9 +36,10 @@ class Pretrainer(ABC):
     def __init__(self, **config: Any) -> None:
         unknown = set(config) - set(self.defaults)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"pretrainer {self.name}: unknown option(s) {', '.join(sorted(unknown))}; "
-                f"options: {', '.join(sorted(self.defaults)) or '(none)'}")
+                f"options: {', '.join(sorted(self.defaults)) or '(none)'} (set them with --set "
+                f"pretrain.{self.name}.OPTION=VALUE)")
         self.config = {**self.defaults, **config}
 
     @abstractmethod

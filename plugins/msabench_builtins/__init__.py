@@ -73,6 +73,16 @@ def register_methods(register):
              summary="MulT (Tsai et al. 2019)")
     register(f"{_P}.methods.mag_bert:MAGBert", name="mag-bert",
              summary="MAG-BERT (Rahman et al. 2020) on a BERT-family encoder")
+    register(f"{_P}.methods.transformer:TransformerClassifier", name="transformer",
+             summary="dec-semi paper's transformer classifier (no pretraining), binary BCE")
+    register(f"{_P}.methods.dec_semi:DecSemi", name="dec-semi",
+             summary="transformer classifier with semi-supervised DEC pretraining")
+
+
+@hookimpl
+def register_pretrainers(register):
+    register(f"{_P}.pretrainers.dec:DEC", name="dec",
+             summary="semi-supervised Deep Embedded Clustering pretraining of a method's encoder")
 
 
 @hookimpl
