@@ -5,6 +5,10 @@ methods (and their config variants) are rows, metrics are columns. Published num
 ``leaderboards/reported.toml`` are shown in a separate "reported" table under each measured
 table, never mixed with measured rows. Every generated file starts with :data:`HEADER`;
 ``--check`` compares what would be generated with what is on disk.
+
+``leaderboards/comparisons.toml`` lists paired comparisons (e.g. ``dec-semi`` against
+``transformer@lf0.4``): under the setting's table, the per-seed differences of the seeds both
+rows share, their mean ± std and a two-sided paired t-test (scipy) are rendered.
 """
 
 from __future__ import annotations
@@ -39,13 +43,51 @@ class Reported:
     note: str = ""
 
 
+@dataclass
+class Comparison:
+    """``candidate`` minus ``baseline`` per shared seed; rows are ``method`` or
+    ``method@variant``."""
+
+    dataset: str
+    baseline: str
+    candidate: str
+    metrics: list[str]
+    setting: str = ""
+    note: str = ""
+
+
+#: a paired difference is called significant below this two-sided p-value
+ALPHA = 0.05
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise MsabenchError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def load_comparisons(path: Path | None) -> list[Comparison]:
+    if path is None or not Path(path).is_file():
+        return []
+    out = []
+    for i, row in enumerate(_read_toml(path).get("pair", [])):
+        missing = [k for k in ("dataset", "baseline", "candidate", "metrics") if k not in row]
+        if missing:
+            raise MsabenchError(f"{path}: [[pair]] #{i + 1} lacks {', '.join(missing)}")
+        if not isinstance(row["metrics"], list) or not row["metrics"]:
+            raise MsabenchError(f"{path}: [[pair]] #{i + 1}: metrics must be a non-empty list "
+                                "of metric keys, e.g. [\"acc2_non0\", \"f1_non0\"]")
+        out.append(Comparison(row["dataset"], row["baseline"], row["candidate"],
+                              [str(m) for m in row["metrics"]], row.get("setting", ""),
+                              row.get("note", "")))
+    return out
+
+
 def load_reported(path: Path | None) -> list[Reported]:
     if path is None or not Path(path).is_file():
         return []
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise MsabenchError(f"{path} is not valid TOML: {exc}") from exc
+    data = _read_toml(path)
     rows = []
     for i, row in enumerate(data.get("row", [])):
         missing = [k for k in ("dataset", "method", "source", "metrics") if k not in row]
@@ -67,7 +109,8 @@ def collect(results_root: Path) -> "Any":
                "variant": res["variant"], "seed": res["seed"],
                "synthetic": bool(res.get("synthetic", False)),
                "title": res.get("dataset_title", res["dataset"]),
-               "convention": res.get("convention", ""), "path": str(path)}
+               "convention": res.get("convention", ""), "path": str(path),
+               "kind": res.get("prediction_kind", "regression")}
         for key, value in res["metrics"]["test"].items():
             row[f"m:{key}"] = math.nan if value is None else float(value)
         for key in res.get("not_applicable", []):
@@ -103,8 +146,12 @@ def render_setting(dataset: str, setting: str, group: Any,
 
     keys = _metric_columns(group, infos, dataset)
     stats = []
+    mapped = False
     for (method, variant), rows in group.groupby(["method", "variant"], sort=True):
         label = method if variant == "default" else f"{method} ({variant})"
+        if (rows["kind"] == "probability-mapped").any():
+            label += " †"
+            mapped = True
         entry = {"label": label, "n": len(rows)}
         for key in keys:
             col = rows.get(f"m:{key}")
@@ -141,29 +188,109 @@ def render_setting(dataset: str, setting: str, group: Any,
             cells.append(text)
         table.append(cells)
     out = [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)]
+    if mapped:
+        out.append("\n† A binary classifier: Acc2/F1 are its own decisions; MAE, Corr and "
+                   "Acc-k score its probability mapped to the label scale (e.g. 3(2p - 1) on "
+                   "MOSI), not a regression output.")
     rep = [r for r in reported if r.dataset == dataset and r.setting in ("", setting)]
     if rep:
+        # keys no measured column has (e.g. a paper's "acc2" whose zero-label convention is
+        # not stated) get their own columns, named as in reported.toml
+        extra = sorted({k for r in rep for k in r.metrics} - set(keys))
         rep_table = []
         for r in rep:
-            cells = [r.method, r.source]
+            cells = [r.method, r.source + (f" ({r.note})" if r.note else "")]
             for key in keys:
                 v = r.metrics.get(key)
                 cells.append(_fmt(v, infos.get((dataset, key), {})) if v is not None else "")
+            for key in extra:
+                v = r.metrics.get(key)
+                cells.append(f"{v:g}" if v is not None else "")
             rep_table.append(cells)
         out.append("\nReported (published numbers, NOT measured by msabench; other splits, "
                    "features and protocols, so not directly comparable):\n")
-        out.append(tabulate(rep_table, headers=["Method (reported)", "Source"] + headers[2:],
+        out.append(tabulate(rep_table, headers=["Method (reported)", "Source"] + headers[2:]
+                            + [f"{k} (as reported)" for k in extra],
                             tablefmt="github", disable_numparse=True))
-        extra = sorted({k for r in rep for k in r.metrics} - set(keys))
-        if extra:
-            out.append("\nReported values for metrics not measured here: " + "; ".join(
-                f"{r.method}: " + ", ".join(f"{k}={r.metrics[k]}" for k in extra if k in r.metrics)
-                for r in rep if any(k in r.metrics for k in extra)))
     return "\n".join(out)
 
 
+def _row_key(method: str, variant: str) -> str:
+    return method if variant == "default" else f"{method}@{variant}"
+
+
+def render_comparisons(dataset: str, setting: str, group: Any,
+                       infos: Mapping[tuple[str, str], Mapping[str, Any]],
+                       comparisons: Iterable[Comparison]) -> str:
+    """Paired per-seed differences for the comparisons whose two rows both have results here."""
+    from scipy import stats
+    from tabulate import tabulate
+
+    keys = {_row_key(m, v): rows for (m, v), rows in group.groupby(["method", "variant"])}
+    blocks = []
+    for comp in comparisons:
+        if comp.dataset != dataset or comp.setting not in ("", setting):
+            continue
+        if comp.baseline not in keys or comp.candidate not in keys:
+            continue
+        base = keys[comp.baseline].set_index("seed")
+        cand = keys[comp.candidate].set_index("seed")
+        seeds = sorted(set(base.index) & set(cand.index))
+        table = []
+        for key in comp.metrics:
+            info = infos.get((dataset, key), {})
+            col = f"m:{key}"
+            if not seeds or col not in base or col not in cand:
+                continue
+            b = [float(base.loc[s, col]) for s in seeds]
+            c = [float(cand.loc[s, col]) for s in seeds]
+            if any(math.isnan(v) for v in b + c):
+                continue
+            diff = [y - x for x, y in zip(b, c)]
+            mean = sum(diff) / len(diff)
+            std = (math.sqrt(sum((d - mean) ** 2 for d in diff) / (len(diff) - 1))
+                   if len(diff) > 1 else math.nan)
+            p = math.nan
+            if len(diff) > 1 and std > 0:
+                p = float(stats.ttest_rel(c, b).pvalue)
+            scale, digits = (100.0, 2) if info.get("percent") else (1.0, 3)
+            higher = info.get("higher_is_better", True)
+            if math.isnan(p):
+                verdict = "n/a (fewer than 2 seeds or identical differences)"
+            elif p < ALPHA:
+                better = (mean > 0) == bool(higher)
+                verdict = f"yes: candidate {'better' if better else 'worse'}"
+            else:
+                verdict = "no"
+            table.append([
+                info.get("display", key),
+                _fmt(sum(b) / len(b), info, _std(b)), _fmt(sum(c) / len(c), info, _std(c)),
+                ", ".join(f"{d * scale:+.{digits}f}" for d in diff),
+                f"{mean * scale:+.{digits}f} ± " + ("–" if math.isnan(std) else f"{std * scale:.{digits}f}"),
+                "–" if math.isnan(p) else f"{p:.3f}", verdict])
+        if not table:
+            continue
+        head = (f"\n**Paired comparison: `{comp.candidate}` vs `{comp.baseline}`** (same seeds "
+                f"{', '.join(str(s) for s in seeds)}; candidate minus baseline; two-sided paired "
+                f"t-test, significant at p < {ALPHA})" + (f". {comp.note}" if comp.note else "")
+                + "\n")
+        blocks.append(head)
+        blocks.append(tabulate(table, headers=["Metric", comp.baseline, comp.candidate,
+                                               "Per-seed difference", "Mean difference",
+                                               "p", "Significant"],
+                               tablefmt="github", disable_numparse=True))
+    return "\n".join(blocks)
+
+
+def _std(values: list[float]) -> float:
+    if len(values) < 2:
+        return math.nan
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def render_dataset(dataset: str, frame: Any, reported: Iterable[Reported],
-                   results_label: str) -> str:
+                   results_label: str, comparisons: Iterable[Comparison] = ()) -> str:
     infos = frame.attrs["metric_info"]
     sub = frame[frame["dataset"] == dataset]
     synthetic = bool(sub["synthetic"].any())
@@ -183,6 +310,9 @@ def render_dataset(dataset: str, frame: Any, reported: Iterable[Reported],
     for setting, group in sub.groupby("setting", sort=True):
         parts += [f"## Setting: {setting}" + (" (synthetic)" if synthetic else ""), ""]
         parts.append(render_setting(dataset, setting, group, infos, reported))
+        paired = render_comparisons(dataset, setting, group, infos, comparisons)
+        if paired:
+            parts.append(paired)
         parts.append("")
     return "\n".join(parts)
 
@@ -202,14 +332,16 @@ def render_index(frame: Any, results_label: str) -> str:
 
 
 def generate(results_root: Path, reported_file: Path | None = None,
-             results_label: str | None = None) -> dict[str, str]:
+             results_label: str | None = None,
+             comparisons_file: Path | None = None) -> dict[str, str]:
     """File name -> markdown for every dataset with results, plus the index."""
     frame = collect(results_root)
     if frame.empty:
         return {}
     label = results_label or Path(results_root).as_posix()
     reported = load_reported(reported_file)
-    files = {f"{d}.md": render_dataset(d, frame, reported, label)
+    comparisons = load_comparisons(comparisons_file)
+    files = {f"{d}.md": render_dataset(d, frame, reported, label, comparisons)
              for d in sorted(frame["dataset"].unique())}
     files[INDEX_NAME] = render_index(frame, label)
     return files

@@ -82,6 +82,12 @@ def test_reported_rows_are_separate(results, tmp_path):
     assert "| paper-x" in reported and "99.00" in reported
     # a reported 99% must not steal the best mark from measured rows
     assert "**79.00 ± 1.41**" in measured
+    # a key no measured column has (a convention-free "acc2") gets its own column
+    rep.write_text('[[row]]\ndataset = "toy"\nmethod = "paper-y"\nsource = "Paper Y"\n'
+                   'note = "own split"\nmetrics = { acc2 = 0.7314, mae = 0.2 }\n')
+    reported = generate(root, rep)["toy.md"].partition("Reported (published")[2]
+    assert "acc2 (as reported)" in reported and "0.7314" in reported
+    assert "Paper Y (own split)" in _row(reported, "paper-y")
 
 
 def test_check_detects_drift_and_stale(results, tmp_path):
@@ -122,3 +128,50 @@ def test_result_files_are_world_readable(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_paired_comparison_per_seed_differences_and_t_test(results, tmp_path):
+    """alpha vs beta share seeds 1111 and 1112: differences, their mean ± std and the paired
+    t statistic are checked against a hand computation (t = mean / (std / sqrt(n)))."""
+    import math
+
+    from scipy import stats
+
+    root, values = results
+    write_result(result_path(root, "toy", "default", "beta", "default", 1113),
+                 _result("beta", 1113, 0.79, 1.0))
+    comp = tmp_path / "comparisons.toml"
+    comp.write_text('[[pair]]\ndataset = "toy"\nbaseline = "alpha"\ncandidate = "beta"\n'
+                    'metrics = ["acc2_has0", "mae", "missing_key"]\nnote = "toy pair"\n')
+    md = generate(root, comparisons_file=comp)["toy.md"]
+    assert "Paired comparison: `beta` vs `alpha`" in md and "toy pair" in md
+    diffs = [0.80 - 0.70, 0.78 - 0.72, 0.79 - 0.74]
+    line = next(x for x in md.splitlines() if x.startswith("| Acc2-has0"))
+    assert ", ".join(f"{d * 100:+.2f}" for d in diffs) in line
+    mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
+    assert f"{mean * 100:+.2f} ± {sd * 100:.2f}" in line
+    t = mean / (sd / math.sqrt(3))
+    p = 2 * stats.t.sf(abs(t), df=2)
+    assert f"| {p:.3f} " in line
+    assert ("yes: candidate better" in line) == (p < 0.05)
+    mae_line = next(x for x in md.splitlines() if x.startswith("| MAE"))
+    assert "+0.100, +0.300, +0.050" in mae_line  # beta's MAE is higher: a worse difference
+    assert "missing_key" not in md
+    # a pair whose rows have no results renders nothing; a malformed file is a clear error
+    comp.write_text('[[pair]]\ndataset = "toy"\nbaseline = "alpha"\ncandidate = "gamma"\n'
+                    'metrics = ["mae"]\n')
+    assert "Paired comparison" not in generate(root, comparisons_file=comp)["toy.md"]
+    comp.write_text('[[pair]]\ndataset = "toy"\nbaseline = "alpha"\n')
+    from msabench.errors import MsabenchError
+    with pytest.raises(MsabenchError, match="lacks candidate, metrics"):
+        generate(root, comparisons_file=comp)
+
+
+def test_probability_mapped_rows_are_marked(results):
+    root, _ = results
+    res = _result("clf", 1111, 0.7, 1.2)
+    res["prediction_kind"] = "probability-mapped"
+    write_result(result_path(root, "toy", "default", "clf", "default", 1111), res)
+    md = generate(root)["toy.md"]
+    assert _row(md, "clf †") and "† A binary classifier" in md
+    assert "alpha †" not in md

@@ -16,6 +16,9 @@ def leaderboard_command(
     out: Annotated[Path, typer.Option(help="where the markdown goes")] = Path("leaderboards"),
     reported: Annotated[Path, typer.Option(help="published numbers shown as 'reported' rows")] =
     Path("leaderboards") / "reported.toml",
+    comparisons: Annotated[Path, typer.Option(
+        help="paired per-seed comparisons rendered under the tables")] =
+    Path("leaderboards") / "comparisons.toml",
     check: Annotated[bool, typer.Option("--check", help="write nothing; exit 1 if the markdown "
                                                         "on disk differs from the results")] = False,
 ) -> None:
@@ -25,7 +28,8 @@ def leaderboard_command(
     from ..leaderboard import generate, write_or_check
 
     console = Console()
-    files = generate(results, reported, results_label=results.as_posix())
+    files = generate(results, reported, results_label=results.as_posix(),
+                     comparisons_file=comparisons)
     if not files:
         console.print(f"no result files under {results}; nothing to generate")
     differing = write_or_check(files, out, check)
