@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 SEEDS ?= 1111,1112,1113,1114,1115
 
-.PHONY: setup demo test leaderboard bench real-mosi clean
+.PHONY: setup demo test leaderboard bench real-mosi real-mosi-dec clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ DATA_DIR ?= ../shared/data
 real-mosi: setup
 	HF_HUB_OFFLINE=1 MSABENCH_DATA_DIR=$(DATA_DIR) $(BIN)/msabench run --method sf --dataset mosi --setting utt-bclstm --seeds $(SEEDS)
 	HF_HUB_OFFLINE=1 MSABENCH_DATA_DIR=$(DATA_DIR) $(BIN)/msabench run --method sf --dataset mosi --setting utt-clean --seeds $(SEEDS)
+	$(BIN)/msabench leaderboard
+
+# dec-semi vs its transformer baseline at label fractions 0.4 and 1.0 (docs/dec-semi.md)
+real-mosi-dec: setup
+	for st in utt-bclstm utt-clean; do \
+	  for m in transformer dec-semi; do for f in 0.4 1.0; do \
+	    HF_HUB_OFFLINE=1 MSABENCH_DATA_DIR=$(DATA_DIR) $(BIN)/msabench run --method $$m --dataset mosi --setting $$st --label-fraction $$f --seeds $(SEEDS) || exit 1; \
+	  done; done; \
+	done
 	$(BIN)/msabench leaderboard
 
 bench: setup
