@@ -323,6 +323,9 @@ def run_seed(plan: Mapping[str, Any], spec: RunSpec, data: Any, seed: int, regis
     started = time.perf_counter()
     seed_everything(seed)
     model = method_cls(info, config["model"], Components(registry)).to(device)
+    trainable, total = model.num_parameters(True), model.num_parameters(False)
+    progress.print(f"seed {seed}: {spec.method} has {trainable:,} trainable parameters"
+                   + (f" ({total:,} in all)" if total != trainable else ""))
     context = RunContext(device=device, seed=seed, train=train_cfg, progress=progress)
     pretraining: dict[str, Any] = {}
     for stage in config["pretrain"].get("stages", []):
@@ -381,8 +384,7 @@ def run_seed(plan: Mapping[str, Any], spec: RunSpec, data: Any, seed: int, regis
         "feature_dims": info.feature_dims,
         "labelled_train": int(labelled.sum()),
         "preprocessing": {**plan.get("preprocessing", {}), **labels_record},
-        "parameters": {"trainable": model.num_parameters(True),
-                       "total": model.num_parameters(False)},
+        "parameters": {"trainable": trainable, "total": total},
         "best_epoch": fitted.best_epoch,
         "epochs_run": fitted.epochs_run,
         "stopped_early": fitted.stopped_early,

@@ -387,3 +387,24 @@ def test_dec_semi_beats_the_majority_class_on_real_mosi(tmp_path):
     majority = 0.605
     assert res["metrics"]["test"]["acc2_non0"] > majority + 0.1
     assert res["pretraining"]["dec"]["valid_purity"] > 0.6
+
+
+def test_progress_shows_both_stages_fine_tuning_and_the_parameter_count(tmp_path,
+                                                                        tiny_synth_overrides):
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    progress = Progress(console=Console(file=buffer, width=160, force_terminal=False))
+    overrides = tiny_synth_overrides + [
+        f"model.{k}={json.dumps(v)}" for k, v in TINY_MODEL.items()] + [
+        f"pretrain.dec.{k}={json.dumps(v)}" for k, v in TINY_DEC.items()]
+    [o] = run(RunSpec(method="dec-semi", dataset="synthetic-mosi", epochs=2, overrides=overrides,
+                      out=tmp_path), progress=progress)
+    text = buffer.getvalue()
+    res = json.loads(o.path.read_text())
+    assert "dec stage 1 (autoencoder)" in text and "dec stage 2 (clustering)" in text
+    assert "seed 1111 epochs" in text  # the fine-tuning bar
+    assert f"{res['parameters']['trainable']:,} trainable parameters" in text
+    assert "valid cluster purity" in text
