@@ -125,6 +125,12 @@ class MAGBert(Method):
                 f"method mag-bert needs word-aligned or utterance-level inputs (one audio/vision "
                 f"vector per word), but {info.meta.name}/{info.setting} is unaligned "
                 f"{info.max_lengths}; choose an aligned setting (e.g. aligned, magbert, utt-clean)")
+        if "text" in info.meta.modalities and "text" not in info.modalities:
+            # the text reaches BERT from the transcripts / text_bert ids, which a modality
+            # subset keeps: without this check an "av" run would silently still read the text
+            raise ConfigError(
+                f"method mag-bert reads the text in its BERT encoder, so data.modalities must "
+                f"include text (got {', '.join(info.modalities)}); use e.g. --modalities ta")
         self.present = [m for m in GATED if m in info.modalities]
         self.zeroed = {m: int(cfg["zero_dims"][m]) for m in GATED if m not in self.present} \
             if cfg["missing_modality"] == "zeros" else {}
