@@ -86,16 +86,17 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--fraction", type=float, default=1.0)
-    parser.add_argument("--set", action="append", default=list(DEFAULT_SETS),
+    parser.add_argument("--set", action="append", default=None,
                         metavar="METHOD.SECTION.KEY=VALUE")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.set = list(DEFAULT_SETS) if args.set is None else args.set
     if args.one:
         print(json.dumps(one(args.one, args.epochs, args.fraction, args.set)))
         return
     from tabulate import tabulate
 
-    rows = []
+    rows, notes = [], []
     for method in args.methods.split(","):
         proc = subprocess.run([sys.executable, __file__, "--one", method, "--epochs",
                                str(args.epochs), "--fraction", str(args.fraction),
@@ -109,7 +110,9 @@ def main() -> None:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         full = r["full_samples"] / r["samples_per_s"]
         est = "" if r["samples"] == r["full_samples"] else " (est.)"
-        rows.append([method + "".join(f" [{o}]" for o in r["overrides"]), r["setting"],
+        if r["overrides"]:
+            notes.append(f"{method}: {', '.join(r['overrides'])}")
+        rows.append([method + (" *" if r["overrides"] else ""), r["setting"],
                      r["batch_size"], r["samples"], f"{r['epoch_s']:.2f}",
                      f"{full:.1f}{est}", f"{r['samples_per_s']:.0f}", f"{r['params']:,}",
                      f"{r['peak_mib']:.0f}"])
@@ -119,6 +122,8 @@ def main() -> None:
                                   "peak MiB over data"], tablefmt="github"))
     print(f"\nsynthetic-mosi full size (MOSI shapes), {os.cpu_count()} CPUs, "
           f"{args.epochs} timed epoch(s) per method, fraction {args.fraction}")
+    for note in notes:
+        print(f"* {note}")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,14 @@ What each side does per step, as written:
   as configured. Reference: LSTM over all 50 padded steps, plain time means over the padded
   audio/vision (MMSA's ``need_normalized``, computed inside the timed step), same dropouts.
 - mult ours: key padding masks, per-sample future-mask offsets, the last valid step, dropout
-  as configured (CPU attention with dropout in batch chunks under activation checkpointing).
-  Reference: no padding masks, no dropout at all, attention weights materialised. The
-  reference starts from our weights (a strict state-dict load proves the same architecture).
+  as configured (CPU attention with dropout in batch chunks under activation checkpointing,
+  so memory stays bounded at batch 128). Reference: yaohungt's forward as written (no padding
+  masks, attention weights materialised and kept for the backward pass) with the same dropouts
+  at the same places (text input, embeddings, attention weights by source modality, relu,
+  residual, output). The reference starts from our weights (a strict state-dict load proves
+  the same architecture).
+- mult-nodrop: the same two models with every dropout 0 (ours then uses torch's fused
+  attention kernel; the reference still materialises the weights).
 
 Timing: one warm-up step per side, then ``--repeats`` rounds that alternate ours, reference,
 ours, reference, ...; each round times ``--steps`` training steps; the table shows medians.
@@ -48,12 +53,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MODELS = ("tfn", "mult")
+MODELS = ("tfn", "mult", "mult-nodrop")
+MULT_DROPOUTS = ("text_dropout", "embed_dropout", "attn_dropout", "attn_dropout_audio",
+                 "attn_dropout_vision", "relu_dropout", "res_dropout", "out_dropout")
 DIMS = {"text": 768, "audio": 5, "vision": 20}
 STEPS = {"text": 50, "audio": 375, "vision": 500}
 LOW = {"text": 10, "audio": 101, "vision": 120}   # shortest valid lengths (synthetic-mosi)
 TRAIN_SAMPLES = 1284                              # CMU-MOSI training split
-DEFAULT_STEPS = {"tfn": 8, "mult": 1}
+DEFAULT_STEPS = {"tfn": 8, "mult": 1, "mult-nodrop": 1}
 MULT_PROBE_BATCH = 4
 
 
@@ -126,8 +133,10 @@ def build(model: str):
     from msabench.plugins import get_registry
 
     registry = get_registry()
-    cls = registry.load("method", model)
-    config = cfg.resolve(cls, "mosi")
+    nodrop = model == "mult-nodrop"
+    cls = registry.load("method", "mult" if nodrop else model)
+    over = {"model": {k: 0.0 for k in MULT_DROPOUTS}} if nodrop else {}
+    config = cfg.resolve(cls, "mosi", over)
     torch.manual_seed(0)
     ours = cls(_info(), config["model"], Components(registry))
     torch.manual_seed(0)
@@ -140,13 +149,14 @@ def build(model: str):
             f = batch.features  # MMSA averages audio/vision over all (padded) steps
             return ref(f["text"], f["audio"].mean(1, keepdim=True),
                        f["vision"].mean(1, keepdim=True)).squeeze(-1)
-    elif model == "mult":
+    elif model in ("mult", "mult-nodrop"):
         from tests.test_baselines_mult import RefMULT, _our_name
 
         m = config["model"]
         ks = m["kernel_sizes"]
         ref = RefMULT(orig=tuple(DIMS.values()), d=m["dim"], heads=m["num_heads"],
-                      layers=m["num_layers"], kernels=(ks["text"], ks["audio"], ks["vision"]))
+                      layers=m["num_layers"], kernels=(ks["text"], ks["audio"], ks["vision"]),
+                      dropout={k: float(m[k]) for k in MULT_DROPOUTS})
         theirs = {k: _our_name(k) for k in ref.state_dict()}
         ref.load_state_dict({k: ours.state_dict()[v] for k, v in theirs.items()}, strict=True)
 
@@ -205,14 +215,14 @@ def sides(model: str):
     return a, r, train
 
 
-def mult_batch(default: int, budget_gib: float, budget_s: float, rounds: int,
+def mult_batch(model: str, default: int, budget_gib: float, budget_s: float, rounds: int,
                steps: int) -> tuple[int, str]:
     """The largest of default, default/2, ... whose reference step fits ``budget_gib`` and whose
     timed comparison (both sides, warm-up included) is expected to fit ``budget_s``.
 
     Both come from one probe step per side at batch ``MULT_PROBE_BATCH``, scaled linearly in
     the batch (time with a 1.5 safety factor: per-sample time grows at small batches)."""
-    a, r, _ = sides("mult")
+    a, r, _ = sides(model)
     [probe] = make_batches(1, MULT_PROBE_BATCH, seed=99)
     a.round([probe])
     r.round([probe])
@@ -223,7 +233,7 @@ def mult_batch(default: int, budget_gib: float, budget_s: float, rounds: int,
         batch //= 2
     note = ""
     if batch != default:
-        note = (f"mult: batch {batch}, not the MOSI default {default}: at {default} the "
+        note = (f"{model}: batch {batch}, not the MOSI default {default}: at {default} the "
                 f"reference step would need ~{gib * default:.0f} GiB (budget {budget_gib:.1f}) "
                 f"and the comparison ~{sec * default / 60:.0f} min (budget {budget_s:.0f} s), "
                 f"from a probe at batch {MULT_PROBE_BATCH}; --mult-batch {default} forces it")
@@ -297,7 +307,7 @@ def main() -> None:
     for model in args.models.split(","):
         steps = args.steps or DEFAULT_STEPS.get(model, 2)
         batch = None
-        if model == "mult":
+        if model.startswith("mult"):
             batch = args.mult_batch
             if batch is None:
                 from msabench import config as cfg
@@ -305,7 +315,7 @@ def main() -> None:
 
                 default = int(cfg.resolve(get_registry().load("method", "mult"),
                                           "mosi")["train"]["batch_size"])
-                batch, note = mult_batch(default, budget, args.mult_seconds, args.repeats,
+                batch, note = mult_batch(model, default, budget, args.mult_seconds, args.repeats,
                                          steps)
                 if note:
                     notes.append(note)

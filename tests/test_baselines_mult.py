@@ -229,9 +229,9 @@ def _ref_positions(x):  # x: (T, B, d); position 0 where the first channel is 0 
 
 
 class RefMHA(nn.Module):
-    def __init__(self, d, heads):
+    def __init__(self, d, heads, attn_dropout=0.0):
         super().__init__()
-        self.d, self.h = d, heads
+        self.d, self.h, self.attn_dropout = d, heads, attn_dropout
         self.in_proj_weight = nn.Parameter(torch.empty(3 * d, d))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * d))
         self.out_proj = nn.Linear(d, d)
@@ -249,15 +249,16 @@ class RefMHA(nn.Module):
         att = torch.bmm(q, k.transpose(1, 2))
         if mask is not None:
             att = att + mask.unsqueeze(0)
-        att = F.softmax(att, dim=-1)
+        att = F.dropout(F.softmax(att, dim=-1), self.attn_dropout, self.training)
         out = torch.bmm(att, v).transpose(0, 1).contiguous().view(tq, b, d)
         return self.out_proj(out)
 
 
 class RefLayer(nn.Module):
-    def __init__(self, d, heads, attn_mask):
+    def __init__(self, d, heads, attn_mask, attn_dropout=0.0, relu_dropout=0.0, res_dropout=0.0):
         super().__init__()
-        self.self_attn = RefMHA(d, heads)
+        self.self_attn = RefMHA(d, heads, attn_dropout)
+        self.relu_dropout, self.res_dropout = relu_dropout, res_dropout
         self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
         self.layer_norms = nn.ModuleList([nn.LayerNorm(d) for _ in range(2)])
         self.attn_mask = attn_mask
@@ -273,43 +274,62 @@ class RefLayer(nn.Module):
             x = self.self_attn(x, x, x, mask)
         else:
             x = self.self_attn(x, self.layer_norms[0](x_k), self.layer_norms[0](x_v), mask)
-        x = residual + x
+        x = residual + F.dropout(x, self.res_dropout, self.training)
         residual = x
-        x = self.fc2(F.relu(self.fc1(self.layer_norms[1](x))))
-        return residual + x
+        x = F.dropout(F.relu(self.fc1(self.layer_norms[1](x))), self.relu_dropout, self.training)
+        return residual + F.dropout(self.fc2(x), self.res_dropout, self.training)
 
 
 class RefEncoder(nn.Module):
-    def __init__(self, d, heads, layers, attn_mask=True):
+    def __init__(self, d, heads, layers, attn_mask=True, attn_dropout=0.0, relu_dropout=0.0,
+                 res_dropout=0.0, embed_dropout=0.0):
         super().__init__()
-        self.scale = math.sqrt(d)
-        self.layers = nn.ModuleList([RefLayer(d, heads, attn_mask) for _ in range(layers)])
+        self.scale, self.embed_dropout = math.sqrt(d), embed_dropout
+        self.layers = nn.ModuleList([RefLayer(d, heads, attn_mask, attn_dropout, relu_dropout,
+                                              res_dropout) for _ in range(layers)])
         self.layer_norm = nn.LayerNorm(d)
 
     def forward(self, x_in, x_in_k=None, x_in_v=None):
-        x = self.scale * x_in + _ref_positions(x_in)
+        drop = lambda t: F.dropout(t, self.embed_dropout, self.training)  # noqa: E731
+        x = drop(self.scale * x_in + _ref_positions(x_in))
         if x_in_k is not None:
-            x_k = self.scale * x_in_k + _ref_positions(x_in_k)
-            x_v = self.scale * x_in_v + _ref_positions(x_in_v)
+            x_k = drop(self.scale * x_in_k + _ref_positions(x_in_k))
+            x_v = drop(self.scale * x_in_v + _ref_positions(x_in_v))
         for layer in self.layers:
             x = layer(x, x_k, x_v) if x_in_k is not None else layer(x)
         return self.layer_norm(x)
 
 
 class RefMULT(nn.Module):
-    def __init__(self, orig=(300, 5, 20), d=30, heads=5, layers=5, kernels=(1, 1, 1)):
+    """yaohungt's MULTModel; ``dropout`` (our config's keys, all 0 by default) adds its dropouts:
+    text input, embedding, attention by source modality (memories: ``attn_dropout``), relu,
+    residual and output, where the reference applies them."""
+
+    def __init__(self, orig=(300, 5, 20), d=30, heads=5, layers=5, kernels=(1, 1, 1),
+                 dropout=None):
         super().__init__()
+        p = {"text_dropout": 0.0, "embed_dropout": 0.0, "attn_dropout": 0.0,
+             "attn_dropout_audio": 0.0, "attn_dropout_vision": 0.0, "relu_dropout": 0.0,
+             "res_dropout": 0.0, "out_dropout": 0.0, **(dropout or {})}
+        self.text_dropout, self.out_dropout = p["text_dropout"], p["out_dropout"]
+        common = {"relu_dropout": p["relu_dropout"], "res_dropout": p["res_dropout"],
+                  "embed_dropout": p["embed_dropout"]}
+        by_source = {"l": p["attn_dropout"], "a": p["attn_dropout_audio"],
+                     "v": p["attn_dropout_vision"]}
         self.proj_l = nn.Conv1d(orig[0], d, kernel_size=kernels[0], padding=0, bias=False)
         self.proj_a = nn.Conv1d(orig[1], d, kernel_size=kernels[1], padding=0, bias=False)
         self.proj_v = nn.Conv1d(orig[2], d, kernel_size=kernels[2], padding=0, bias=False)
         for name in ("l_with_a", "l_with_v", "a_with_l", "a_with_v", "v_with_l", "v_with_a"):
-            setattr(self, f"trans_{name}", RefEncoder(d, heads, layers))
+            setattr(self, f"trans_{name}", RefEncoder(d, heads, layers,
+                                                      attn_dropout=by_source[name[-1]], **common))
         for m in "lav":
-            setattr(self, f"trans_{m}_mem", RefEncoder(2 * d, heads, max(layers, 3)))
+            setattr(self, f"trans_{m}_mem", RefEncoder(2 * d, heads, max(layers, 3),
+                                                       attn_dropout=p["attn_dropout"], **common))
         self.proj1, self.proj2 = nn.Linear(6 * d, 6 * d), nn.Linear(6 * d, 6 * d)
         self.out_layer = nn.Linear(6 * d, 1)
 
     def forward(self, x_l, x_a, x_v):
+        x_l = F.dropout(x_l, self.text_dropout, self.training)
         l, a, v = (p(x.transpose(1, 2)).permute(2, 0, 1)
                    for p, x in ((self.proj_l, x_l), (self.proj_a, x_a), (self.proj_v, x_v)))
         h_l = self.trans_l_mem(torch.cat([self.trans_l_with_a(l, a, a),
@@ -319,7 +339,8 @@ class RefMULT(nn.Module):
         h_v = self.trans_v_mem(torch.cat([self.trans_v_with_l(v, l, l),
                                           self.trans_v_with_a(v, a, a)], 2))
         last = torch.cat([h_l[-1], h_a[-1], h_v[-1]], dim=1)
-        return self.out_layer(self.proj2(F.relu(self.proj1(last))) + last).squeeze(-1)
+        hidden = F.dropout(F.relu(self.proj1(last)), self.out_dropout, self.training)
+        return self.out_layer(self.proj2(hidden) + last).squeeze(-1)
 
 
 _NAMES = {"l": "text", "a": "audio", "v": "vision"}
