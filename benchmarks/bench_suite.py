@@ -15,7 +15,9 @@ median of the seeds' own ``wall_time_s``, and the sum over methods against the t
 
 MAG-BERT fine-tunes MiniLM for 40 epochs, about 20 minutes per seed on 2 CPU cores. With
 ``--mag-epochs N`` it runs N epochs per seed instead and its row is EXTRAPOLATED to the recipe's
-40 epochs (per-epoch time x 40 + the command's fixed start-up), marked "(est.)".
+40 epochs: (seed time / N) x 40 + the command's fixed start-up, marked "(est.)". The seed time
+also holds once-per-seed work (model loading, the test evaluation), which the estimate counts
+40/N times: it is an upper bound, tighter for larger N.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def main() -> None:
                 # fixed cost (start-up, loading) + per-epoch cost x 40
                 fixed = r["wall"] - r["seed_sum"]
                 wall = fixed + r["seed_sum"] / epochs * MAG_EPOCHS
-                mark, estimated = " (est.)", True
+                mark, estimated = " (est., upper bound)", True
             total += wall
             rows.append([method, r["seeds"], f"{r['epochs']:g}", f"{r['seed_median']:.1f}",
                          f"{wall:.1f}{mark}", f"{100 * r['acc2']:.2f}"])
