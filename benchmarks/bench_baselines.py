@@ -90,7 +90,11 @@ def main() -> None:
                         metavar="METHOD.SECTION.KEY=VALUE")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.set = list(DEFAULT_SETS) if args.set is None else args.set
+    # the parent adds the defaults before the user's --set (later ones win) and hands the child
+    # the whole list
+    args.set = args.set or []
+    if not args.one:
+        args.set = list(DEFAULT_SETS) + args.set
     if args.one:
         print(json.dumps(one(args.one, args.epochs, args.fraction, args.set)))
         return
