@@ -469,3 +469,35 @@ def test_cpu_attention_dropout_chunks_are_exact(monkeypatch):
     assert torch.equal(out1, out2)
     for a, b in zip(grads1, grads2):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_reference_dropouts_sit_where_ours_do(monkeypatch):
+    """bench_reference.py compares against RefMULT *with our dropouts*; that is fair only if
+    every dropout is applied at the same place. Dropout is made deterministic (a plain
+    ``x * (1 - p)``, attention weights included), so the two train-mode outputs must agree
+    exactly; a dropout missing or misplaced on either side changes the output."""
+    import msabench_builtins.fusions._transformer as tr
+
+    def fixed_dropout(x, p=0.5, training=True, inplace=False):
+        return x * (1.0 - p) if training else x
+
+    def fixed_sdpa(q, k, v, mask, dropout):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask) * (1.0 - dropout)
+
+    monkeypatch.setattr(F, "dropout", fixed_dropout)
+    monkeypatch.setattr(tr, "_sdpa", fixed_sdpa)
+    rates = {"text_dropout": 0.1, "embed_dropout": 0.15, "attn_dropout": 0.2,
+             "attn_dropout_audio": 0.25, "attn_dropout_vision": 0.3, "relu_dropout": 0.35,
+             "res_dropout": 0.4, "out_dropout": 0.45}   # all different: a swap shows
+    torch.manual_seed(0)
+    ref = RefMULT(d=12, heads=3, layers=2, dropout=rates).train()
+    ours = _method(MOSI_GLOVE, dim=12, num_heads=3, num_layers=2,
+                   kernel_sizes={m: 1 for m in MOSI_GLOVE}, **rates).train()
+    ours.load_state_dict({_our_name(k): v for k, v in ref.state_dict().items()}, strict=True)
+    feats, _, lengths = _inputs(MOSI_GLOVE, LENS, batch=3, full=True)
+    with torch.no_grad():
+        expected = ref(feats["text"], feats["audio"], feats["vision"])
+        got = ours(_batch(feats, lengths))["pred"]
+        plain = ref.eval()(feats["text"], feats["audio"], feats["vision"])
+    assert not torch.allclose(expected, plain, atol=1e-3)  # the dropouts do act
+    assert torch.allclose(got, expected, atol=1e-5), (got, expected)

@@ -519,6 +519,20 @@ def test_loss_decreases_on_a_fixed_batch(method, kw, steps):
     assert losses[-1] < 0.7 * losses[0], losses[::8]
 
 
+def test_tfn_uses_the_cpu_fast_dropout_and_fused_adam_with_mmsa_settings():
+    """The TFN speed-up (docs/baselines.md) is two swaps; both must stay in place, and the
+    optimiser must still train every parameter with the configured lr and weight decay."""
+    from msabench_builtins.nn import FastDropout
+
+    model = build("tfn", info_for(SMALL, UNALIGNED_STEPS), post_fusion_dropout=0.2)
+    assert isinstance(model.post_fusion[0], FastDropout) and model.post_fusion[0].p == 0.2
+    opt = model.configure_optimizer({"lr": 5e-4, "weight_decay": 1e-4})
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["fused"] is True
+    [group] = opt.param_groups
+    assert group["lr"] == 5e-4 and group["weight_decay"] == 1e-4
+    assert {id(q) for q in group["params"]} == {id(q) for q in model.parameters()}
+
+
 def test_lmf_optimizer_groups_follow_mmsa():
     model = build("lmf", info_for(SMALL, UNALIGNED_STEPS))
     opt = model.configure_optimizer({"lr": 2e-3, "weight_decay": 5e-3})
