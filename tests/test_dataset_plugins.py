@@ -81,6 +81,10 @@ def test_data_dir_may_be_the_parent_of_a_dataset_folder(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         _load("mosi", data_dir=tmp_path, setting="unaligned").load()
     assert f"{tmp_path} or {tmp_path / 'mosi'}" in str(err.value)
+    (tmp_path / "mosi_data.pkl").unlink()
+    (tmp_path / "mosi" / "mosi_utt.npz").write_bytes(b"x")  # the subfolder serves utt-* too
+    with pytest.raises(DataError, match="serve setting.*utt-bclstm"):
+        _load("mosi", data_dir=tmp_path, setting="unaligned").load()
 
 
 class _Stub:

@@ -97,7 +97,7 @@ class StandardDataset(Dataset):
         present = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                          if p.is_file())[:15]
         other = [s for s, srcs in self.sources.items() if s != self.setting
-                 and any(src.find(root) for src in srcs)]
+                 and any(src.find(f) for src in srcs for f in roots)]
         hint = f" Files there serve setting(s) {', '.join(other)} (--setting NAME)." if other else ""
         raise DataError(
             f"dataset {self.name!r} setting {self.setting!r}: none of the expected files is in "
