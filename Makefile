@@ -38,7 +38,7 @@ real-mosi: setup
 	$(BIN)/msabench leaderboard
 
 # every baseline on both real mosi settings, 5 seeds, with the tags of leaderboards/mosi.md
-# (docs/baselines.md). mag-bert fine-tunes MiniLM for 40 epochs: ~20 min per seed on 2 CPU
+# (docs/baselines.md). mag-bert fine-tunes MiniLM for 40 epochs: ~22 min per seed (est.) on 2 CPU
 # cores, minutes on a GPU (train.device=auto picks it).
 MOSI_RUN = HF_HUB_OFFLINE=1 MSABENCH_DATA_DIR=$(DATA_DIR) $(BIN)/msabench run --dataset mosi --seeds $(SEEDS)
 real-mosi-baselines: setup
