@@ -57,12 +57,12 @@ def run_method(method: str, seeds: str, data_dir: Path, out: Path, epochs: int |
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
         return {"method": method, "failed": tail[0][:100]}
     results = [r for _, r in iter_results(out)]  # the runner's own reader and checks
-    per_seed = [r["wall_time_s"] for r in results]
-    epochs_run = [r["epochs_run"] for r in results]
+    per_seed = [r.wall_time_s for r in results]
+    epochs_run = [r.epochs_run for r in results]
     return {"method": method, "wall": wall, "seeds": len(results),
             "seed_median": statistics.median(per_seed), "seed_sum": sum(per_seed),
             "epochs": statistics.median(epochs_run),
-            "acc2": statistics.mean(r["metrics"]["test"]["acc2_non0"] for r in results)}
+            "acc2": statistics.mean(r.test["acc2_non0"] for r in results)}
 
 
 def main() -> None:

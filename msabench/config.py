@@ -26,6 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+#: the seeds of a run when none are given (``--seeds``, ``seeds`` in the config file)
+DEFAULT_SEEDS: tuple[int, ...] = (1111,)
 #: every key the runner reads from ``train``; methods override values, never add keys
 TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": 30,          # maximum number of supervised epochs
@@ -116,7 +118,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _check_keys(section: str, given: Mapping[str, Any], known: Iterable[str], where: str) -> None:
+def check_keys(section: str, given: Mapping[str, Any], known: Iterable[str], where: str) -> None:
     known = list(known)
     for key in given:
         if key not in known:
@@ -142,9 +144,9 @@ def resolve(method_cls: Any, dataset: str, *layers: Mapping[str, Any]) -> dict[s
     for layer in layers:
         sections = {k: v for k, v in layer.items() if k in SECTIONS}
         where = f"config for method {method_cls.name}"
-        _check_keys("train", sections.get("train", {}), TRAIN_DEFAULTS, where)
-        _check_keys("model", sections.get("model", {}), defaults["model"], where)
-        _check_keys("data", sections.get("data", {}), DATA_DEFAULTS, where)
+        check_keys("train", sections.get("train", {}), TRAIN_DEFAULTS, where)
+        check_keys("model", sections.get("model", {}), defaults["model"], where)
+        check_keys("data", sections.get("data", {}), DATA_DEFAULTS, where)
         config = deep_merge(config, sections)
     stages = config["pretrain"].get("stages", [])
     if not isinstance(stages, list):

@@ -19,7 +19,9 @@ class UnknownComponentError(MsabenchError, KeyError):
         if close:
             msg += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
         msg += f" Known {kind}s: {', '.join(known) if known else '(none registered)'}."
-        if kind in ("dataset", "extractor", "fusion", "pretrainer", "metric", "method"):
+        from .hookspecs import KINDS
+
+        if kind in KINDS:
             msg += f" `msabench list {kind}s` shows them with the plugin that provides each."
         super().__init__(msg)
 

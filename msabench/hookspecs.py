@@ -27,6 +27,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 Register = Callable[..., None]
 
+#: the component kinds, each registered through ``register_<kind>s``
+KINDS = ("dataset", "extractor", "fusion", "pretrainer", "metric", "method")
+
 
 @hookspec
 def register_datasets(register: Register) -> None:

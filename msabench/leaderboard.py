@@ -99,24 +99,25 @@ def load_reported(path: Path | None) -> list[Reported]:
     return rows
 
 
-def collect(results_root: Path) -> "Any":
-    """One pandas row per result file: identity, test metrics, and the metric descriptions."""
+def collect(results_root: Path, head: str = "pred") -> "Any":
+    """One pandas row per result file: identity, the test metrics of ``head`` (``pred``, the
+    multimodal head, by default), and the metric descriptions."""
     import pandas as pd
 
     rows, infos = [], {}
     for path, res in iter_results(results_root):
-        row = {"dataset": res["dataset"], "setting": res["setting"], "method": res["method"],
-               "variant": res["variant"], "seed": res["seed"],
-               "synthetic": bool(res.get("synthetic", False)),
-               "title": res.get("dataset_title", res["dataset"]),
-               "convention": res.get("convention", ""), "path": str(path),
-               "kind": res.get("prediction_kind", "regression")}
-        for key, value in res["metrics"]["test"].items():
+        row = {"dataset": res.dataset, "setting": res.setting, "method": res.method,
+               "variant": res.variant, "seed": res.seed, "synthetic": bool(res.synthetic),
+               "title": res.dataset_title or res.dataset, "convention": res.convention,
+               "path": str(path), "kind": res.prediction_kind}
+        for key, value in res.head_metrics(head, "test").items():
             row[f"m:{key}"] = math.nan if value is None else float(value)
-        for key in res.get("not_applicable", []):
+        not_applicable = (res.not_applicable if head == "pred"
+                          else res.heads.get(head, {}).get("not_applicable", []))
+        for key in not_applicable:
             row[f"na:{key}"] = True
         rows.append(row)
-        infos.update({(res["dataset"], k): v for k, v in res["metric_info"].items()})
+        infos.update({(res.dataset, k): v for k, v in res.metric_info.items()})
     frame = pd.DataFrame(rows)
     frame.attrs["metric_info"] = infos
     return frame
@@ -317,6 +318,10 @@ def render_dataset(dataset: str, frame: Any, reported: Iterable[Reported],
     return "\n".join(parts)
 
 
+def _isnan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def render_index(frame: Any, results_label: str) -> str:
     from tabulate import tabulate
 
@@ -333,9 +338,15 @@ def render_index(frame: Any, results_label: str) -> str:
 
 def generate(results_root: Path, reported_file: Path | None = None,
              results_label: str | None = None,
-             comparisons_file: Path | None = None) -> dict[str, str]:
-    """File name -> markdown for every dataset with results, plus the index."""
-    frame = collect(results_root)
+             comparisons_file: Path | None = None, head: str = "pred") -> dict[str, str]:
+    """File name -> markdown for every dataset with results, plus the index. ``head``: whose
+    metrics the tables show (``pred``, the multimodal head, by default; e.g. ``pred_text``
+    for a method's unimodal text head, where published numbers do not apply)."""
+    frame = collect(results_root, head)
+    if head != "pred":
+        frame = frame[[any(c.startswith("m:") and not _isnan(v) for c, v in r.items())
+                       for _, r in frame.iterrows()]] if not frame.empty else frame
+        reported_file, comparisons_file = None, None
     if frame.empty:
         return {}
     label = results_label or Path(results_root).as_posix()

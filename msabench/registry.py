@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .errors import DuplicateComponentError, MsabenchError, UnknownComponentError
 
-KINDS = ("dataset", "extractor", "fusion", "pretrainer", "metric", "method")
+from .hookspecs import KINDS  # noqa: E402
 HOOK_FOR_KIND = {kind: f"register_{kind}s" for kind in KINDS}
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 

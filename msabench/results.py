@@ -10,6 +10,7 @@ half-written result, and finished seeds are never lost.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -19,14 +20,94 @@ import tempfile
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from .errors import MsabenchError
 
-SCHEMA_VERSION = 1
+#: 2: per-head metrics (``heads``), parameter counts taken after every stage; version-1 files
+#: are still read (they have no ``heads``)
+SCHEMA_VERSION = 2
 REQUIRED_KEYS = ("schema_version", "method", "dataset", "setting", "variant", "seed", "metrics",
                  "metric_info", "config", "config_hash")
 DEFAULT_RESULTS_DIR = Path("leaderboards") / "results"
+#: provenance keys, stored at the top level of the JSON file
+PROVENANCE_KEYS = ("msabench_version", "git_commit", "git_dirty", "created", "python_version",
+                   "torch_version", "platform", "torch_threads", "argv")
+
+
+@dataclasses.dataclass
+class RunResult:
+    """One run (method x dataset x setting x variant x seed): the record a result file holds.
+
+    :meth:`to_dict` is the JSON layout written by :func:`write_result`; :meth:`from_dict`
+    reads it back, version-1 files included. ``metrics`` is ``{"test": {...}, "valid": {...}}``
+    of the multimodal head ``pred``; ``heads[name]`` holds ``{"target", "test", "valid",
+    "not_applicable"}`` of every other head the method declares. Keys this version does not
+    know are kept in ``extra`` and written back unchanged.
+    """
+
+    method: str
+    dataset: str
+    setting: str
+    variant: str
+    seed: int
+    config: dict[str, Any]
+    config_hash: str
+    metrics: dict[str, dict[str, float | None]]
+    metric_info: dict[str, dict[str, Any]]
+    schema_version: int = SCHEMA_VERSION
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    synthetic: bool = False
+    convention: str = ""
+    dataset_title: str = ""
+    data_source: str = ""
+    prediction_kind: str = "regression"
+    heads: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    test_loss: float | None = None
+    not_applicable: list[str] = dataclasses.field(default_factory=list)
+    metric_warnings: list[str] = dataclasses.field(default_factory=list)
+    split_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    modalities: list[str] = dataclasses.field(default_factory=list)
+    feature_dims: dict[str, int] = dataclasses.field(default_factory=dict)
+    labelled_train: int | None = None
+    preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parameters: dict[str, int] = dataclasses.field(default_factory=dict)
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    stopped_early: bool = False
+    selection: dict[str, Any] = dataclasses.field(default_factory=dict)
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    pretraining: dict[str, Any] = dataclasses.field(default_factory=dict)
+    wall_time_s: float | None = None
+    device: str = ""
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def test(self) -> dict[str, float | None]:
+        return self.metrics.get("test", {})
+
+    def head_metrics(self, head: str = "pred", split: str = "test") -> dict[str, float | None]:
+        """Metrics of ``head`` on ``split`` (``pred`` = the multimodal head)."""
+        if head == "pred":
+            return self.metrics.get(split, {})
+        return self.heads.get(head, {}).get(split, {})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name not in ("provenance", "extra"):
+                out[f.name] = getattr(self, f.name)
+        out.update(self.provenance)
+        out.update({k: v for k, v in self.extra.items() if k not in out})
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunResult":
+        names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        provenance = {k: data[k] for k in PROVENANCE_KEYS if k in data}
+        extra = {k: v for k, v in data.items() if k not in names and k not in provenance}
+        return cls(**known, provenance=provenance, extra=extra)
 
 
 def run_dir(root: Path, dataset: str, setting: str, method: str, variant: str) -> Path:
@@ -39,8 +120,10 @@ def result_path(root: Path, dataset: str, setting: str, method: str, variant: st
     return run_dir(root, dataset, setting, method, variant) / f"seed-{seed}.json"
 
 
-def write_result(path: Path, result: dict[str, Any]) -> Path:
+def write_result(path: Path, result: "RunResult | Mapping[str, Any]") -> Path:
     path = Path(path)
+    if isinstance(result, RunResult):
+        result = result.to_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
     try:
@@ -57,7 +140,7 @@ def write_result(path: Path, result: dict[str, Any]) -> Path:
     return path
 
 
-def read_result(path: Path) -> dict[str, Any]:
+def read_result(path: Path) -> RunResult:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -72,10 +155,14 @@ def read_result(path: Path) -> dict[str, Any]:
         raise MsabenchError(
             f"result file {path} has schema version {data['schema_version']}, newer than this "
             f"msabench understands ({SCHEMA_VERSION}); upgrade msabench")
-    return data
+    try:
+        return RunResult.from_dict(data)
+    except TypeError as exc:
+        raise MsabenchError(f"result file {path} is damaged ({exc}); delete it and re-run "
+                            "that seed, or restore it from git") from exc
 
 
-def iter_results(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+def iter_results(root: Path) -> Iterator[tuple[Path, RunResult]]:
     root = Path(root)
     if not root.is_dir():
         return

@@ -1,7 +1,8 @@
-"""The supervised loop: train, select on validation, stop early, evaluate.
+"""The one training loop of msabench, and evaluation of every head of a method.
 
-Kept separate from :mod:`msabench.runner` (which resolves names, seeds and files) so methods and
-pretrainers can reuse :func:`evaluate` and :func:`seed_everything`.
+:class:`LoopContext` is the runner's :class:`msabench.api.RunContext`: pretrainers and methods
+reach :func:`fit` and :func:`evaluate` through it. :func:`fit_method` is the supervised stage
+the runner runs for every method.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import math
 import os
 import random
 import warnings
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
-from .api import Method, Metric, SplitData
+from .api import (Batch, Evaluation, FitResult, Method, Metric, Recipe, RunContext, Schedule,
+                  SplitData)
+from .api.context import EpochHook, ScoreFn, StepFn
 from .errors import ConfigError
 
 
@@ -42,16 +45,7 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-@dataclass
-class Evaluation:
-    loss: float
-    metrics: dict[str, float | None]
-    not_applicable: list[str]
-    preds: torch.Tensor
-    labels: torch.Tensor
-    warnings: list[str] = field(default_factory=list)
-
-
+# ------------------------------------------------------------------ metrics and evaluation
 def compute_metrics(metric_classes: Sequence[type[Metric]], preds: torch.Tensor,
                     labels: torch.Tensor, prediction_kind: str = "regression",
                     metric_warnings: list[str] | None = None,
@@ -76,106 +70,236 @@ def compute_metrics(metric_classes: Sequence[type[Metric]], preds: torch.Tensor,
     return values, not_applicable
 
 
+def _targets(split: SplitData, target: str) -> torch.Tensor | None:
+    return split.labels if target == "label" else split.unimodal.get(target)
+
+
 @torch.no_grad()
 def evaluate(model: Method, split: SplitData, metric_classes: Sequence[type[Metric]],
              batch_size: int, device: torch.device) -> Evaluation:
+    """Loss and every head's metrics. A head whose target the split lacks (no unimodal labels)
+    is skipped; rows whose target is NaN (hidden) are left out of that head's metrics."""
     model.eval()
-    preds, total, count = [], 0.0, 0
+    heads = model.check_heads()
+    outs: dict[str, list[torch.Tensor]] = {h: [] for h in heads}
+    total, count = 0.0, 0
     for batch in split.batches(batch_size):
         batch = batch.to(device)
         outputs = model(batch)
         total += float(model.loss(outputs, batch)) * len(batch)
         count += len(batch)
-        preds.append(outputs["pred"].detach().float().reshape(-1).cpu())
-    pred = torch.cat(preds) if preds else torch.zeros(0)
+        for head in heads:
+            if head in outputs:
+                outs[head].append(outputs[head].detach().float().reshape(-1).cpu())
+    pred = torch.cat(outs["pred"]) if outs["pred"] else torch.zeros(0)
     caught: list[str] = []
     metrics, na = compute_metrics(metric_classes, pred, split.labels, model.prediction_kind,
                                   caught)
-    return Evaluation(total / max(count, 1), metrics, na, pred, split.labels, caught)
+    extra: dict[str, dict[str, Any]] = {}
+    for head, target in heads.items():
+        y = _targets(split, target)
+        if head == "pred" or y is None or not outs[head]:
+            continue
+        p = torch.cat(outs[head])
+        keep = torch.isfinite(y)
+        head_warnings: list[str] = []
+        values, head_na = compute_metrics(metric_classes, p[keep], y[keep],
+                                          model.prediction_kind, head_warnings)
+        extra[head] = {"target": target, "metrics": values, "not_applicable": head_na,
+                       "warnings": head_warnings}
+    return Evaluation(total / max(count, 1), metrics, na, pred, split.labels, caught, extra)
 
 
-@dataclass
-class FitResult:
-    best_epoch: int
-    epochs_run: int
-    stopped_early: bool
-    best_score: float
-    history: list[dict[str, Any]] = field(default_factory=list)
+# ------------------------------------------------------------------ the loop
+def _finite_or_raise(loss: torch.Tensor, name: str, epoch: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"{name}: training loss became {float(loss)} at epoch {epoch}; lower the learning "
+            "rate or enable gradient clipping (train.grad_clip)")
 
 
-def _direction(select: str, metric_classes: Sequence[type[Metric]]) -> bool:
-    """True when higher is better for the selection criterion."""
-    if select == "loss":
-        return False
-    for cls in metric_classes:
-        if cls.key == select:
-            return bool(cls.higher_is_better)
-    raise ConfigError(
-        f"train.select={select!r} is neither 'loss' nor a metric of this dataset's convention; "
-        f"choose one of: loss, {', '.join(c.key for c in metric_classes)}")
+def _step_schedule(schedule: Schedule | None, row: Mapping[str, Any]) -> None:
+    if schedule is None:
+        return
+    if schedule.monitor is not None:
+        if schedule.monitor not in row:
+            raise ConfigError(f"the scheduler monitors {schedule.monitor!r}, which this stage "
+                              f"does not log (logged: {', '.join(sorted(row))})")
+        schedule.scheduler.step(row[schedule.monitor])
+    else:
+        schedule.scheduler.step()
 
 
-def fit(model: Method, train: SplitData, valid: SplitData, config: Mapping[str, Any],
-        metric_classes: Sequence[type[Metric]], device: torch.device, seed: int,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
-    """Train ``model`` on ``train`` and keep the weights of the best validation epoch."""
-    epochs, batch_size = int(config["epochs"]), int(config["batch_size"])
-    patience, clip = int(config["patience"]), float(config["grad_clip"])
-    select = str(config["select"])
-    higher = _direction(select, metric_classes)
-    if epochs < 1 or batch_size < 1:
-        raise ConfigError(f"train.epochs ({epochs}) and train.batch_size ({batch_size}) must be >= 1")
-    optimizer = model.configure_optimizer(config)
-    scheduler = getattr(model, "configure_scheduler", lambda opt, cfg, steps: None)(
-        optimizer, config, train.num_batches(batch_size))
-    generator = torch.Generator().manual_seed(seed)
+def fit(module: nn.Module, train: SplitData, valid: SplitData | None = None, *, step: StepFn,
+        optimizer: torch.optim.Optimizer, recipe: Recipe, device: torch.device, seed: int,
+        score: ScoreFn | None = None, schedule: Schedule | None = None,
+        frozen: Sequence[nn.Module] = (), generator: torch.Generator | None = None,
+        before_epoch: EpochHook | None = None, after_epoch: EpochHook | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        name: str = "train") -> FitResult:
+    """The shared loop (documented on :meth:`msabench.api.RunContext.fit`)."""
+    if recipe.epochs < 0 or recipe.batch_size < 1:
+        raise ConfigError(f"{name}: epochs ({recipe.epochs}) must be >= 0 and batch size "
+                          f"({recipe.batch_size}) >= 1")
+    if recipe.select is not None and score is None:
+        raise ConfigError(f"{name}: selecting on {recipe.select!r} needs a score function")
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+    frozen_ids = {id(p) for m in frozen for p in m.parameters()}
+    for m in frozen:
+        m.requires_grad_(False)
+    params = [p for p in module.parameters() if p.requires_grad and id(p) not in frozen_ids]
+    history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
-    best_score, best_epoch, history = math.nan, 0, []
-    stopped_early = False
-    epoch = 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        loss_sum, n_seen = 0.0, 0
-        for batch in train.batches(batch_size, shuffle=True, generator=generator):
+    best_score, best_epoch, epoch, stopped_early = math.nan, 0, 0, False
+    for epoch in range(1, recipe.epochs + 1):
+        row: dict[str, Any] = {"epoch": epoch}
+        if before_epoch is not None:
+            before_epoch(epoch, row)
+        module.train()
+        for m in frozen:
+            m.eval()
+        sums: dict[str, float] = {}
+        seen = 0
+        for batch in train.batches(recipe.batch_size, shuffle=True, generator=generator):
             if len(batch) < 2 and len(train) > 1:
                 continue  # a lone leftover sample breaks BatchNorm; it is seen in other epochs
             batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss, _logs = model.training_step(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{model.name}: training loss became {float(loss)} at epoch {epoch}; lower "
-                    "train.lr or enable train.grad_clip")
+            loss, logs = step(batch)
+            _finite_or_raise(loss, name, epoch)
             loss.backward()
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            if recipe.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
             optimizer.step()
-            if scheduler is not None and getattr(scheduler, "step_per_batch", False):
-                scheduler.step()
-            loss_sum += float(loss.detach()) * len(batch)
-            n_seen += len(batch)
-        val = evaluate(model, valid, metric_classes, int(config["eval_batch_size"]), device)
-        score = val.loss if select == "loss" else val.metrics.get(select)
-        if score is None or math.isnan(score):
-            raise ConfigError(f"validation {select} is undefined at epoch {epoch}; "
-                              "choose another train.select")
-        improved = best_state is None or (score > best_score if higher else score < best_score)
-        if improved:
-            best_score, best_epoch = score, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        row = {"epoch": epoch, "train_loss": loss_sum / max(n_seen, 1), "valid_loss": val.loss,
-               f"valid_{select}": score, "best_epoch": best_epoch, "best": best_score}
+            if schedule is not None and schedule.interval == "step":
+                _step_schedule(schedule, row)
+            n = len(batch)
+            seen += n
+            for key, value in {"loss": float(loss.detach()), **dict(logs)}.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * n
+        row.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})
+        if score is not None:
+            row.update({f"valid_{k}": v for k, v in score().items()})
+        if after_epoch is not None:
+            after_epoch(epoch, row)
+        if recipe.select is not None:
+            value = row.get(f"valid_{recipe.select}")
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                raise ConfigError(f"{name}: validation {recipe.select} is undefined at epoch "
+                                  f"{epoch}; choose another train.select")
+            better = value > best_score if recipe.higher_is_better else value < best_score
+            if best_state is None or better:
+                best_score, best_epoch = float(value), epoch
+                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            row.update({"best_epoch": best_epoch, "best": best_score})
         history.append(row)
-        if scheduler is not None and not getattr(scheduler, "step_per_batch", False):
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(val.loss)
-            else:
-                scheduler.step()
+        if schedule is not None and schedule.interval == "epoch":
+            _step_schedule(schedule, row)
         if on_epoch is not None:
             on_epoch(row)
-        if patience > 0 and epoch - best_epoch >= patience:
-            stopped_early = epoch < epochs
+        if recipe.select is not None and recipe.patience > 0 \
+                and epoch - best_epoch >= recipe.patience:
+            stopped_early = epoch < recipe.epochs
             break
-    assert best_state is not None
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    elif recipe.select is None:
+        best_epoch = epoch
     return FitResult(best_epoch, epoch, stopped_early, best_score, history)
+
+
+def selection_direction(select: str, metric_classes: Sequence[type[Metric]],
+                        heads: Mapping[str, str]) -> bool:
+    """True when higher is better for ``train.select`` (``loss``, ``<metric>`` or
+    ``<head>.<metric>``); a clear error for anything else."""
+    if select == "loss":
+        return False
+    head, _, key = select.rpartition(".")
+    if head and head not in heads:
+        raise ConfigError(f"train.select={select!r}: the method has no head {head!r} (heads: "
+                          f"{', '.join(heads)})")
+    for cls in metric_classes:
+        if cls.key == key:
+            return bool(cls.higher_is_better)
+    raise ConfigError(
+        f"train.select={select!r} is neither 'loss' nor a metric of this dataset's convention "
+        f"(optionally prefixed by a head, e.g. pred_text.mae); choose one of: loss, "
+        f"{', '.join(c.key for c in metric_classes)}")
+
+
+class LoopContext(RunContext):
+    """The runner's :class:`RunContext`: the shared loop on the run's device and metrics."""
+
+    def fit(self, module: nn.Module, train: SplitData, valid: SplitData | None = None, *,
+            step: StepFn, optimizer: torch.optim.Optimizer, recipe: Recipe,
+            score: ScoreFn | None = None, schedule: Schedule | None = None,
+            frozen: Sequence[nn.Module] = (), generator: torch.Generator | None = None,
+            before_epoch: EpochHook | None = None, after_epoch: EpochHook | None = None,
+            name: str = "train", status: Callable[[dict], str] | None = None) -> FitResult:
+        task = self.progress.task(f"  seed {self.seed} {name}", int(recipe.epochs))
+        describe = status or _default_status(recipe)
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            task.advance(1, status=describe(row))
+
+        result = fit(module, train, valid, step=step, optimizer=optimizer, recipe=recipe,
+                     device=self.device, seed=self.seed, score=score, schedule=schedule,
+                     frozen=frozen, generator=generator, before_epoch=before_epoch,
+                     after_epoch=after_epoch, on_epoch=on_epoch, name=name)
+        if recipe.select is not None:
+            task.done(f"best {recipe.select} {result.best_score:.4f} @ epoch "
+                      f"{result.best_epoch}" + (f", stopped early at {result.epochs_run}"
+                                                if result.stopped_early else ""))
+        else:
+            task.done()
+        return result
+
+    def evaluate(self, model: Method, split: SplitData,
+                 batch_size: int | None = None) -> Evaluation:
+        bs = int(batch_size or self.train.get("eval_batch_size", 256))
+        return evaluate(model, split, self.metric_classes, bs, self.device)
+
+
+def _default_status(recipe: Recipe) -> Callable[[dict], str]:
+    def describe(row: Mapping[str, Any]) -> str:
+        if recipe.select is not None and f"valid_{recipe.select}" in row:
+            return (f"valid {recipe.select} {row[f'valid_{recipe.select}']:.4f} "
+                    f"(best {row['best']:.4f} @ {row['best_epoch']})")
+        terms = [k for k in row if k.startswith("train_")]
+        return " ".join(f"{k[6:]} {row[k]:.4f}" for k in terms[:3])
+    return describe
+
+
+def fit_method(model: Method, train: SplitData, valid: SplitData,
+               context: RunContext) -> FitResult:
+    """The supervised stage of every run: ``model.training_step`` on the labelled training
+    rows, the method's optimiser and declared schedule, selection on ``train.select`` over
+    the validation split (every head scored), the method's frozen parts kept in eval mode."""
+    cfg = context.train
+    heads = model.check_heads()
+    higher = selection_direction(str(cfg["select"]), context.metric_classes, heads)
+    recipe = Recipe.from_train(cfg, higher_is_better=higher)
+    if recipe.epochs < 1:
+        raise ConfigError(f"train.epochs ({recipe.epochs}) must be >= 1")
+    optimizer = model.configure_optimizer(cfg)
+    schedule = model.configure_scheduler(optimizer, cfg, train.num_batches(recipe.batch_size))
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise ConfigError(f"method {model.name}: configure_scheduler must return a "
+                          f"msabench.api.Schedule (scheduler + interval) or None, got "
+                          f"{type(schedule).__name__}")
+    select = recipe.select
+
+    def score() -> dict[str, float]:
+        val = context.evaluate(model, valid)
+        out = {"loss": val.loss}
+        value = val.score(select)
+        if select != "loss":
+            out[select] = math.nan if value is None else value
+        return out
+
+    def step(batch: Batch) -> tuple[torch.Tensor, Mapping[str, float]]:
+        loss, logs = model.training_step(batch)
+        return loss, {k: v for k, v in logs.items() if k != "loss"}
+
+    return context.fit(model, train, valid, step=step, optimizer=optimizer, recipe=recipe,
+                       score=score, schedule=schedule, frozen=model.frozen(), name="epochs")

@@ -295,8 +295,9 @@ def test_recipe_defaults_optimizer_and_schedule(tiny_bert):
     assert id(method.fusion.mag.layer_norm.weight) not in decayed
     assert id(method.head.bias) not in decayed and id(method.head.weight) in decayed
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(method.parameters()))
-    sched = method.configure_scheduler(opt, {"epochs": 4}, steps_per_epoch=5)  # 20 steps, 2 warm
-    assert sched.step_per_batch is True
+    schedule = method.configure_scheduler(opt, {"epochs": 4}, steps_per_epoch=5)  # 20 steps
+    assert schedule.interval == "step" and schedule.monitor is None  # declared, per batch
+    sched = schedule.scheduler
     lrs = []
     for _ in range(20):
         lrs.append(opt.param_groups[0]["lr"])
@@ -306,7 +307,7 @@ def test_recipe_defaults_optimizer_and_schedule(tiny_bert):
     np.testing.assert_allclose(lrs, expected, rtol=1e-6)
     released = _method(data, tiny_bert, schedule="released")
     opt = released.configure_optimizer({"lr": 1e-5, "weight_decay": 0.01})
-    sched = released.configure_scheduler(opt, {"epochs": 2}, steps_per_epoch=5)
+    sched = released.configure_scheduler(opt, {"epochs": 2}, steps_per_epoch=5).scheduler
     for _ in range(5):
         opt.step()
         sched.step()

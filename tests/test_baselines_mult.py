@@ -406,7 +406,9 @@ def test_defaults_scheduler_and_dataset_overlays():
     assert "Table 5" in MulT.meta.defaults_source
     m = _method(DIMS, **SMALL)
     opt = m.configure_optimizer({"lr": 1e-3, "weight_decay": 0.0})
-    sched = m.configure_scheduler(opt, {}, 10)
+    schedule = m.configure_scheduler(opt, {}, 10)
+    assert schedule.interval == "epoch" and schedule.monitor == "valid_loss"
+    sched = schedule.scheduler
     assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
     assert sched.patience == 20 and sched.factor == 0.1 and sched.mode == "min"
     assert _method(DIMS, **SMALL, lr_patience=0).configure_scheduler(opt, {}, 10) is None

@@ -17,7 +17,8 @@ from msabench.api import DataInfo, LoadedDataset, SplitData
 from msabench.api.dataset import DatasetMeta
 from msabench.errors import ConfigError
 from msabench.plugins import get_registry
-from msabench.runner import Progress, RunContext, RunSpec, run
+from msabench.runner import Progress, RunSpec, run
+from msabench.training import LoopContext
 from msabench_builtins.methods.transformer import (ModalityEncoder, TransformerClassifier,
                                                    binary_targets)
 from msabench_builtins.pretrainers.dec import (DEC, clustering_loss, cluster_purity,
@@ -251,7 +252,7 @@ def _dataset(n_train=64, labelled_fraction=0.4, seed=0) -> LoadedDataset:
 
 
 def _context(seed=3) -> RunContext:
-    return RunContext(device=torch.device("cpu"), seed=seed, train={}, progress=QUIET)
+    return LoopContext(device=torch.device("cpu"), seed=seed, train={}, progress=QUIET)
 
 
 def _pretrain(data, seed=3, **over):

@@ -274,7 +274,7 @@ def test_seeds_share_features_and_mask_per_seed(registry, tmp_path, monkeypatch)
     real = runner_mod.run_seed
 
     def spy(plan, spec, data, seed, registry, progress):
-        captured.append(preprocess.for_seed(data, plan["config"]["data"], seed)[0])
+        captured.append(preprocess.for_seed(data, plan.config["data"], seed)[0])
         return real(plan, spec, data, seed, registry, progress)
 
     monkeypatch.setattr(runner_mod, "run_seed", spy)

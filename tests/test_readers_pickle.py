@@ -693,8 +693,8 @@ def test_mmsa_file_trains_sf_end_to_end(tmp_path, mosi):
     from msabench.api import Components
     from msabench.config import resolve
     from msabench.plugins import get_registry
-    from msabench.runner import _metric_classes
-    from msabench.training import evaluate, fit, seed_everything
+    from msabench.runner import metric_classes
+    from msabench.training import LoopContext, evaluate, fit_method, seed_everything
 
     data = load_mmsa(write_mmsa(tmp_path, mmsa_data(mosi)))
     registry = get_registry()
@@ -704,9 +704,10 @@ def test_mmsa_file_trains_sf_end_to_end(tmp_path, mosi):
                       "model": {"hidden": 16}})
     seed_everything(0)
     model = method_cls(data.info(), config["model"], Components(registry))
-    metrics = _metric_classes(registry, data.meta.convention)
+    metrics = metric_classes(registry, data.meta.convention)
     device = torch.device("cpu")
-    fitted = fit(model, data["train"], data["valid"], config["train"], metrics, device, 0)
+    context = LoopContext(device=device, seed=0, train=config["train"], metric_classes=metrics)
+    fitted = fit_method(model, data["train"], data["valid"], context)
     assert fitted.epochs_run == 2 and len(fitted.history) == 2
     result = evaluate(model, data["test"], metrics, 64, device)
     assert result.preds.shape == (SIZES["test"],) and bool(torch.isfinite(result.preds).all())

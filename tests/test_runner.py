@@ -153,4 +153,4 @@ def test_setting_is_not_a_variant(tmp_path):
     spec = RunSpec(method="sf", dataset="synthetic-mosi", out=tmp_path, quiet=True,
                    overrides=['data.setting="aligned"'])
     plan = runner_mod.prepare(spec, get_registry())
-    assert plan["setting"] == "aligned" and plan["variant"] == "default"
+    assert plan.setting == "aligned" and plan.variant == "default"

@@ -1,16 +1,20 @@
 """The interfaces every plugin implements. Importing this module imports torch."""
 
+from .context import (Evaluation, FitResult, Progress, Recipe, RunContext, Schedule,
+                      SilentProgress, Task)
 from .dataset import (CONVENTIONS, MODALITIES, SPLITS, Batch, DataInfo, Dataset, DatasetMeta,
-                      LoadedDataset, SplitData)
-from .extractor import Extractor, Features
+                      LoadedDataset, MediaRef, SplitData)
+from .extractor import POOLINGS, Extractor, Features, pool
 from .fusion import Fusion, masked_mean
 from .meta import ComponentMeta
-from .method import Components, Method
+from .method import TARGETS, Components, Method
 from .metric import Metric
 from .pretrainer import Pretrainer
 
 __all__ = [
-    "CONVENTIONS", "MODALITIES", "SPLITS", "Batch", "ComponentMeta", "Components", "DataInfo",
-    "Dataset", "DatasetMeta", "Extractor", "Features", "Fusion", "LoadedDataset", "Method",
-    "Metric", "Pretrainer", "SplitData", "masked_mean",
+    "CONVENTIONS", "MODALITIES", "SPLITS", "TARGETS", "Batch", "ComponentMeta", "Components",
+    "DataInfo", "Dataset", "DatasetMeta", "Evaluation", "Extractor", "Features", "FitResult",
+    "Fusion", "LoadedDataset", "MediaRef", "Method", "Metric", "Pretrainer", "Progress",
+    "Recipe", "RunContext", "Schedule", "SilentProgress", "SplitData", "Task", "masked_mean",
+    "POOLINGS", "pool",
 ]

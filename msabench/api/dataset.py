@@ -69,12 +69,35 @@ class DatasetMeta:
         }
 
 
+@dataclass(frozen=True)
+class MediaRef:
+    """A raw media input of one sample: a file and, for clips cut from a longer recording,
+    the segment ``[start, end)`` in seconds (None = from the beginning / to the end).
+
+    Datasets that have raw media expose them as ``SplitData.media[modality]`` (one ref per
+    sample) so a method can decode and fine-tune an encoder end to end; extractors'
+    ``prepare`` turns a list of refs into tensors (decode, resample, crop).
+    """
+
+    path: str
+    start: float | None = None
+    end: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise DataError(f"media {self.path}: segment end {self.end} is not after start "
+                            f"{self.start}")
+
+
 @dataclass
 class Batch:
     """One mini-batch. ``features[m]`` is (B, T_m, D_m); ``lengths[m]`` is (B,) int64.
 
     ``labelled`` is False where the label is hidden (semi-supervised settings): supervised
-    losses must ignore those rows (use :meth:`labelled_only`).
+    losses must ignore those rows. ``unimodal[m]`` holds the unimodal labels where the dataset
+    has them (NaN on hidden rows). Raw inputs, where the dataset has them: ``texts`` (one
+    transcript per sample) and ``media[m]`` (a :class:`MediaRef` per sample for ``audio`` /
+    ``vision``). ``index`` holds each row's position in its split.
     """
 
     ids: list[str]
@@ -85,9 +108,24 @@ class Batch:
     unimodal: dict[str, torch.Tensor] = field(default_factory=dict)
     texts: list[str] | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    media: dict[str, list[MediaRef]] = field(default_factory=dict)
+    index: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def raw(self, modality: str) -> list[Any]:
+        """The raw inputs of ``modality``: transcripts for ``text``, media refs otherwise."""
+        if modality == "text" and self.texts is not None:
+            return list(self.texts)
+        if modality in self.media:
+            return list(self.media[modality])
+        raise DataError(f"this dataset/setting has no raw {modality} inputs (raw inputs "
+                        f"present: {', '.join(self.raw_modalities()) or 'none'}); choose a "
+                        "setting with transcripts or media files")
+
+    def raw_modalities(self) -> list[str]:
+        return (["text"] if self.texts is not None else []) + list(self.media)
 
     def mask(self, modality: str) -> torch.Tensor:
         """(B, T) bool, True at valid (non-padded) steps."""
@@ -129,6 +167,7 @@ class SplitData:
     labelled: torch.Tensor | None = None
     texts: list[str] | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    media: dict[str, list[MediaRef]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.labelled is None:
@@ -150,9 +189,11 @@ class SplitData:
             labelled=self.labelled[idx],
             texts=texts,
             extras={k: x[idx] for k, x in self.extras.items()},
+            media={m: [refs[i] for i in idx.tolist()] for m, refs in self.media.items()},
         )
 
     def batch(self, idx: torch.Tensor) -> Batch:
+        idx = torch.as_tensor(idx, dtype=torch.long)
         ilist = idx.tolist()
         return Batch(
             ids=[self.ids[i] for i in ilist],
@@ -163,6 +204,8 @@ class SplitData:
             unimodal={m: x[idx] for m, x in self.unimodal.items()},
             texts=[self.texts[i] for i in ilist] if self.texts is not None else None,
             extras={k: x[idx] for k, x in self.extras.items()},
+            media={m: [refs[i] for i in ilist] for m, refs in self.media.items()},
+            index=idx,
         )
 
     def batches(self, batch_size: int, *, shuffle: bool = False,
@@ -204,14 +247,40 @@ class SplitData:
         for key, x in self.extras.items():
             if x.shape[0] != n:
                 raise DataError(f"{where}: extra {key!r} has {x.shape[0]} rows for {n} samples")
-        if not bool(torch.isfinite(self.labels).all()):
-            raise DataError(f"{where}: labels contain NaN or inf")
-        if label_range is not None and n:
-            lo, hi = label_range
-            if float(self.labels.min()) < lo - 1e-6 or float(self.labels.max()) > hi + 1e-6:
-                raise DataError(
-                    f"{where}: labels span [{float(self.labels.min()):.3f}, "
-                    f"{float(self.labels.max()):.3f}], outside the dataset range [{lo}, {hi}]")
+        for m, refs in self.media.items():
+            if len(refs) != n:
+                raise DataError(f"{where}: {len(refs)} {m} media refs for {n} samples")
+        if self.texts is not None and len(self.texts) != n:
+            raise DataError(f"{where}: {len(self.texts)} transcripts for {n} samples")
+        _check_labels(where, "labels", self.labels, n, label_range, self.labelled)
+        for m, y in self.unimodal.items():
+            if m not in MODALITIES:
+                raise DataError(f"{where}: unimodal labels for unknown modality {m!r} "
+                                f"(modalities: {', '.join(MODALITIES)})")
+            _check_labels(where, f"unimodal {m} labels", y, n, label_range, self.labelled)
+
+
+def _check_labels(where: str, what: str, y: torch.Tensor, n: int,
+                  label_range: tuple[float, float] | None, labelled: torch.Tensor | None) -> None:
+    """Shape (N,), finite on every labelled row (NaN only where ``labelled`` is False), inside
+    the dataset's label range."""
+    if y.shape != (n,):
+        raise DataError(f"{where}: {what} have shape {tuple(y.shape)}, expected ({n},)")
+    finite = torch.isfinite(y)
+    if labelled is not None and not bool(labelled.all()):
+        hidden = ~labelled
+        if bool(torch.isinf(y).any()) or bool((~finite & ~hidden).any()):
+            raise DataError(f"{where}: {what} contain NaN or inf on labelled rows (NaN is "
+                            "allowed only where the label is hidden)")
+    elif not bool(finite.all()):
+        raise DataError(f"{where}: {what} contain NaN or inf")
+    if label_range is not None and bool(finite.any()):
+        lo, hi = label_range
+        vals = y[finite]
+        if float(vals.min()) < lo - 1e-6 or float(vals.max()) > hi + 1e-6:
+            raise DataError(
+                f"{where}: {what} span [{float(vals.min()):.3f}, {float(vals.max()):.3f}], "
+                f"outside the dataset range [{lo}, {hi}]")
 
 
 def _all_finite(x: torch.Tensor, rows: int = 256) -> bool:
@@ -234,6 +303,10 @@ class DataInfo:
     has_unimodal_labels: bool
     has_texts: bool
     extras: tuple[str, ...] = ()
+    #: modalities whose raw media (MediaRef per sample) the splits carry
+    media: tuple[str, ...] = ()
+    #: modalities with unimodal labels
+    unimodal: tuple[str, ...] = ()
 
     @property
     def label_range(self) -> tuple[float, float]:
@@ -271,7 +344,7 @@ class LoadedDataset:
             meta=self.meta, setting=self.setting, modalities=self.modalities, feature_dims=dims,
             max_lengths=max_lengths, aligned=aligned,
             has_unimodal_labels=bool(train.unimodal), has_texts=train.texts is not None,
-            extras=tuple(train.extras))
+            extras=tuple(train.extras), media=tuple(train.media), unimodal=tuple(train.unimodal))
 
     def sizes(self) -> dict[str, int]:
         return {name: len(split) for name, split in self.splits.items()}
@@ -296,10 +369,14 @@ class LoadedDataset:
                             f"available: {', '.join(self.modalities)}")
         splits = {}
         for name, split in self.splits.items():
+            # a dropped modality takes its unimodal labels and raw inputs with it
             splits[name] = replace(
                 split,
                 features={m: split.features[m] for m in modalities},
-                lengths={m: split.lengths[m] for m in modalities})
+                lengths={m: split.lengths[m] for m in modalities},
+                unimodal={m: y for m, y in split.unimodal.items() if m in modalities},
+                media={m: refs for m, refs in split.media.items() if m in modalities},
+                texts=split.texts if "text" in modalities else None)
         return replace(self, splits=splits, validated=self.validated)
 
 

@@ -7,13 +7,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from .dataset import Batch, DataInfo
+from .context import Schedule
+from .dataset import MODALITIES, Batch, DataInfo
 from .meta import ComponentMeta
 
 if TYPE_CHECKING:
     from ..registry import Registry
+    from .context import RunContext
     from .extractor import Extractor
     from .fusion import Fusion
+
+#: what a head can be scored against: the multimodal label or a unimodal label
+TARGETS = ("label",) + MODALITIES
 
 
 class Components:
@@ -48,7 +53,26 @@ class Method(nn.Module):
     defaults > defaults.
 
     ``forward`` returns a dict with at least ``"pred"``: the scalar sentiment prediction per
-    sample on the dataset's label scale. ``prediction_kind`` says what ``pred`` is:
+    sample on the dataset's label scale.
+
+    Heads: :attr:`heads` maps each scored output of ``forward`` to its target, ``"label"`` (the
+    multimodal label) or a modality name (that modality's unimodal label), e.g.
+    ``{"pred": "label", "pred_text": "text"}``. Set it on the instance in ``__init__`` when it
+    depends on the data (:attr:`DataInfo.unimodal` lists the unimodal labels present). Every
+    head is scored with the dataset's metrics and stored in the result file; ``train.select``
+    accepts ``<head>.<metric>``. Leaderboards show ``pred``.
+
+    Frozen parts: :meth:`frozen` lists sub-modules that supervised training must not change
+    (e.g. a pretrained evaluator): the loop keeps them in eval mode and gives them no
+    gradient, and they are left out of the trainable parameter count.
+
+    Schedulers: :meth:`configure_scheduler` returns a :class:`~msabench.api.Schedule` (the
+    scheduler and whether it steps per optimiser step or per epoch) or None.
+
+    During a run, :attr:`context` is the run's :class:`~msabench.api.RunContext` (device, seed,
+    progress and the shared loop), for methods with a training step of their own.
+
+    ``prediction_kind`` says what ``pred`` is:
 
     ``"regression"``           a regression output; every metric applies.
     ``"probability"``          a class probability mapped to the label scale (document how);
@@ -66,12 +90,30 @@ class Method(nn.Module):
     prediction_kind: ClassVar[str] = "regression"
     requires_aligned: ClassVar[bool] = False
     requires_texts: ClassVar[bool] = False
+    heads: dict[str, str] = {"pred": "label"}
 
     def __init__(self, info: DataInfo, config: Mapping[str, Any], components: Components) -> None:
         super().__init__()
         self.info = info
         self.config = dict(config)
         self.components = components
+        self.context: "RunContext | None" = None
+
+    def frozen(self) -> list[nn.Module]:
+        """Sub-modules kept in eval mode and unchanged by supervised training (default none)."""
+        return []
+
+    def check_heads(self) -> dict[str, str]:
+        """:attr:`heads`, validated: ``pred`` -> ``label`` present, targets known."""
+        heads = dict(self.heads)
+        if heads.get("pred") != "label":
+            raise ValueError(f"method {self.name}: heads must map 'pred' to 'label', got "
+                             f"{heads!r}")
+        bad = {k: v for k, v in heads.items() if v not in TARGETS}
+        if bad:
+            raise ValueError(f"method {self.name}: unknown head target(s) {bad}; targets: "
+                             f"{', '.join(TARGETS)}")
+        return heads
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
@@ -88,10 +130,21 @@ class Method(nn.Module):
         loss = self.loss(outputs, batch)
         return loss, {"loss": float(loss.detach())}
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters that require a gradient and are not in a :meth:`frozen` part."""
+        frozen = {id(p) for m in self.frozen() for p in m.parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in frozen]
+
     def configure_optimizer(self, train: Mapping[str, Any]) -> torch.optim.Optimizer:
-        params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=float(train["lr"]),
+        return torch.optim.Adam(self.trainable_parameters(), lr=float(train["lr"]),
                                 weight_decay=float(train.get("weight_decay", 0.0)))
 
+    def configure_scheduler(self, optimizer: torch.optim.Optimizer, train: Mapping[str, Any],
+                            steps_per_epoch: int) -> Schedule | None:
+        """The learning-rate schedule of supervised training (default: none)."""
+        return None
+
     def num_parameters(self, trainable_only: bool = True) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        if trainable_only:
+            return sum(p.numel() for p in self.trainable_parameters())
+        return sum(p.numel() for p in self.parameters())

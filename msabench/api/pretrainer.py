@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from .meta import ComponentMeta
 
 if TYPE_CHECKING:
-    from ..runner import RunContext
+    from .context import RunContext
     from .dataset import LoadedDataset
     from .method import Method
 
@@ -24,7 +24,9 @@ class Pretrainer(ABC):
     label is hidden (``split.labelled`` False) but must never read hidden labels.
 
     :meth:`fit` returns a JSON-serialisable log (loss curves per term, diagnostics) stored in
-    the run's result file under ``pretraining.<name>``.
+    the run's result file under ``pretraining.<name>``. Train through ``context.fit`` (the
+    shared loop: progress, per-term logs, selection, frozen parts) rather than a loop of your
+    own.
     """
 
     name: ClassVar[str]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any, Callable
 
 import typer
 
 from ..errors import MsabenchError
 
-RESULTS_DIR = Path("leaderboards") / "results"
+from ..results import DEFAULT_RESULTS_DIR as RESULTS_DIR  # noqa: E402  (one place)
 
 
 def print_error(message: str) -> None:

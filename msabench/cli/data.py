@@ -183,12 +183,12 @@ def check_command(
     if setting:
         overrides.append(f"data.setting={json.dumps(setting)}")
     plan = prepare_data(name, get_registry(), overrides, config, data_dir)
-    data_cfg = plan["config"]["data"]
+    data_cfg = plan.config["data"]
     try:
         data, record = load_dataset(plan, Progress(quiet=True))
     except DataError as exc:
         if as_json:
-            typer.echo(json.dumps({"dataset": name, "setting": plan["setting"], "ok": False,
+            typer.echo(json.dumps({"dataset": name, "setting": plan.setting, "ok": False,
                                    "problems": [str(exc)]}, indent=2))
         else:
             from rich.console import Console

@@ -9,8 +9,9 @@ import typer
 
 from .common import handle_errors
 
-PLURAL = {"datasets": "dataset", "methods": "method", "fusions": "fusion",
-          "extractors": "extractor", "pretrainers": "pretrainer", "metrics": "metric"}
+from ..hookspecs import KINDS
+
+PLURAL = {f"{kind}s": kind for kind in KINDS}
 
 
 @handle_errors

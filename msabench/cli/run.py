@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,18 +17,27 @@ def _seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: give comma-separated integers, e.g. 1111,1112,1113")
+    return _check_seeds(seeds, f"--seeds {text!r}")
+
+
+def _check_seeds(seeds: list[int], where: str) -> list[int]:
+    from ..errors import ConfigError
+
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds {text!r}: give distinct integers, e.g. 1111,1112,1113")
+        raise ConfigError(f"{where}: give distinct integers, e.g. 1111,1112,1113")
+    bad = [s for s in seeds if not 0 <= s < 2**63]
+    if bad:
+        raise ConfigError(f"{where}: seed {bad[0]} is outside [0, 2^63); use a smaller "
+                          "non-negative integer")
     return seeds
 
 
-def _from_config(config: Optional[Path], method: Optional[str], dataset: Optional[str],
-                 seeds: Optional[str]) -> tuple[str, str, list[int]]:
+def _from_config(file_cfg: dict, config: Optional[Path], method: Optional[str],
+                 dataset: Optional[str], seeds: Optional[str]) -> tuple[str, str, list[int]]:
     """CLI values win; the config file's top-level method/dataset/seeds fill the gaps."""
-    from ..config import load_config_file
+    from ..config import DEFAULT_SEEDS
     from ..errors import ConfigError
 
-    file_cfg = load_config_file(config) if config else {}
     method = method or file_cfg.get("method")
     dataset = dataset or file_cfg.get("dataset")
     if not method or not dataset:
@@ -38,10 +46,11 @@ def _from_config(config: Optional[Path], method: Optional[str], dataset: Optiona
                           "--config file)")
     if seeds is not None:
         return method, dataset, _seeds(seeds)
-    from_file = file_cfg.get("seeds", [1111])
-    if not isinstance(from_file, list) or not all(isinstance(x, int) for x in from_file):
+    from_file = file_cfg.get("seeds", list(DEFAULT_SEEDS))
+    if not isinstance(from_file, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in from_file):
         raise ConfigError(f"{config}: seeds must be a list of integers, e.g. seeds = [1111, 1112]")
-    return method, dataset, _seeds(",".join(str(x) for x in from_file))
+    return method, dataset, _check_seeds(list(from_file), f"{config}: seeds")
 
 
 @handle_errors
@@ -51,7 +60,8 @@ def run_command(
     dataset: Annotated[Optional[str], typer.Option(
         "--dataset", "-d", help="dataset name (msabench list datasets); else `dataset` in --config")] = None,
     seeds: Annotated[Optional[str], typer.Option(
-        help="comma-separated seeds, one result file per seed; else `seeds` in --config, else 1111")] = None,
+        help="comma-separated seeds, one result file per seed; else `seeds` in --config, else "
+             "1111")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="override train.epochs")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
@@ -77,24 +87,27 @@ def run_command(
     one result file per seed. Existing results are skipped unless --force."""
     from rich.console import Console
 
+    from ..config import deep_merge, load_config_file, parse_overrides
     from ..runner import RunSpec, parse_modalities, run, summarize
 
-    overrides = list(set_ or [])
+    # typed flags become config values as data; only --set strings are parsed (once)
+    data: dict = {}
     if setting:
-        overrides.append(f'data.setting="{setting}"')
+        data["setting"] = setting
     if modalities:
-        mods = ", ".join(f'"{m}"' for m in parse_modalities(modalities))
-        overrides.append(f"data.modalities=[{mods}]")
+        data["modalities"] = parse_modalities(modalities)
     if label_fraction is not None:
-        overrides.append(f"data.label_fraction={label_fraction!r}")
+        data["label_fraction"] = float(label_fraction)
     if normalize is not None:
-        overrides.append(f"data.normalize={json.dumps(normalize)}")
+        data["normalize"] = normalize
     if max_length is not None:
-        overrides.append(f"data.max_length={int(max_length)}")
-    method, dataset, seed_list = _from_config(config, method, dataset, seeds)
+        data["max_length"] = int(max_length)
+    overrides = deep_merge(parse_overrides(set_ or []), {"data": data} if data else {})
+    file_cfg = load_config_file(config) if config else {}
+    method, dataset, seed_list = _from_config(file_cfg, config, method, dataset, seeds)
     spec = RunSpec(method=method, dataset=dataset, seeds=seed_list, config_file=config,
-                   overrides=overrides, epochs=epochs, data_dir=data_dir, out=out,
-                   force=force, tag=tag, quiet=quiet)
+                   file_config=file_cfg, overrides=overrides, epochs=epochs,
+                   data_dir=data_dir, out=out, force=force, tag=tag, quiet=quiet)
     outcomes = run(spec)
     console = Console()
     stats = summarize(outcomes)

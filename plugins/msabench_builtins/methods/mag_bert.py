@@ -48,7 +48,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method
+from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method, Schedule
 from msabench.errors import ConfigError
 
 from ..fusions.mag import MAG_CITATION
@@ -209,7 +209,7 @@ class MAGBert(Method):
         for name, p in self.named_parameters():
             if name.endswith("bias"):
                 no_decay.add(id(p))
-        params = [p for p in self.parameters() if p.requires_grad]
+        params = self.trainable_parameters()
         groups = [
             {"params": [p for p in params if id(p) not in no_decay],
              "weight_decay": float(train.get("weight_decay", 0.0))},
@@ -219,7 +219,7 @@ class MAGBert(Method):
                                  eps=float(self.config["adam_eps"]))
 
     def configure_scheduler(self, optimizer: torch.optim.Optimizer, train: Mapping[str, Any],
-                            steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+                            steps_per_epoch: int) -> Schedule:
         """Per-batch LambdaLR over ``epochs * steps_per_epoch`` steps (module docstring)."""
         total = max(1, int(steps_per_epoch) * int(train["epochs"]))
         warmup = int(float(self.config["warmup_proportion"]) * total)
@@ -234,9 +234,7 @@ class MAGBert(Method):
                 return step / max(1, warmup)
             return max(0.0, (total - step) / max(1, total - warmup))
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        scheduler.step_per_batch = True
-        return scheduler
+        return Schedule(torch.optim.lr_scheduler.LambdaLR(optimizer, factor), interval="step")
 
     # ------------------------------------------------------------------ inputs
     def _encode(self, text: str) -> tuple[list[int], list[int], list[int], int]:

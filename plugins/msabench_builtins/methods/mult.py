@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method
+from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method, Schedule
 
 #: model keys handed to the ``mult`` fusion unchanged
 FUSION_KEYS = ("dim", "num_heads", "num_layers", "mem_layers", "kernel_sizes", "attn_mask",
@@ -133,10 +133,11 @@ class MulT(Method):
         return {"pred": self.out_layer(hidden).squeeze(-1), "fused": fused}
 
     def configure_scheduler(self, optimizer: torch.optim.Optimizer, train: Mapping[str, Any],
-                            steps_per_epoch: int) -> Any:
+                            steps_per_epoch: int) -> Schedule | None:
         """ReduceLROnPlateau on the validation loss, as the reference (``--when`` epochs)."""
         patience = int(self.config["lr_patience"])
         if patience <= 0:
             return None
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=float(self.config["lr_factor"]), patience=patience)
+        return Schedule(torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=float(self.config["lr_factor"]), patience=patience),
+            interval="epoch", monitor="valid_loss")

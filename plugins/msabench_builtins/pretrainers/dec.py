@@ -52,12 +52,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from msabench.api import Batch, ComponentMeta, Pretrainer, SplitData
+from msabench.api import Batch, ComponentMeta, Pretrainer, Recipe, SplitData
 from msabench.errors import ConfigError
 
 if TYPE_CHECKING:
     from msabench.api import LoadedDataset, Method
-    from msabench.runner import RunContext
+    from msabench.api import RunContext
 
 RECON_TARGETS = ("mean", "sequence")
 
@@ -223,20 +223,12 @@ class DEC(Pretrainer):
             q = soft_assignment(self._embed(net, split, device), net.centres, float(self.config["dof"]))
         return cluster_purity(q.argmax(1).cpu()[keep], target[keep])
 
-    def _epoch(self, net: DECNetwork, split: SplitData, model: "Method", optimizer: Any,
-               generator: torch.Generator, device: torch.device, weights: dict[str, float],
-               p_full: torch.Tensor | None) -> dict[str, float]:
-        net.train()
+    def _step(self, net: DECNetwork, model: "Method", weights: dict[str, float],
+              p_full: torch.Tensor | None):
+        """One training step of a stage for the shared loop: (total loss, {term: value})."""
         c = self.config
-        sums: dict[str, float] = {}
-        seen = 0
-        order = torch.randperm(len(split), generator=generator)
-        bs = int(c["batch_size"])
-        for start in range(0, len(split), bs):
-            idx = order[start:start + bs]
-            if len(idx) < 2 and len(split) > 1:
-                continue  # a lone sample has no batch covariance; it is seen in other epochs
-            batch = split.batch(idx).to(device)
+
+        def step(batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
             z = net.encoder(batch)
             x, w = reconstruction_targets(batch, model.modalities, c["recon_target"])
             terms = {"recon": reconstruction_loss(net.decoder(z), x, w),
@@ -244,7 +236,7 @@ class DEC(Pretrainer):
             total = weights["alpha"] * terms["recon"] + weights["gamma"] * terms["disentangle"]
             if p_full is not None:
                 q = soft_assignment(z, net.centres, float(c["dof"]))
-                terms["kl"] = clustering_loss(p_full[idx.to(p_full.device)], q)
+                terms["kl"] = clustering_loss(p_full[batch.index.to(p_full.device)], q)
                 target, keep = model.targets(batch.label)
                 terms["supervised"] = supervised_loss(q, target, keep & batch.labelled)
                 total = total + terms["kl"] + weights["beta"] * terms["supervised"]
@@ -252,15 +244,24 @@ class DEC(Pretrainer):
                 raise FloatingPointError(
                     f"pretrainer dec: loss became {float(total)}; lower the stage's learning "
                     "rate (pretrain.dec.stage1_lr / stage2_lr)")
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            n = len(idx)
-            seen += n
-            sums["total"] = sums.get("total", 0.0) + float(total.detach()) * n
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
-        return {k: v / max(seen, 1) for k, v in sums.items()}
+            return total, {k: float(v.detach()) for k, v in terms.items()}
+
+        return step
+
+    @staticmethod
+    def _rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The loop's rows with the stage's term names (``total``, ``recon``, ...)."""
+        out = []
+        for row in history:
+            new = {}
+            for key, value in row.items():
+                if key == "train_loss":
+                    key = "total"
+                elif key.startswith("train_"):
+                    key = key[len("train_"):]
+                new[key] = value
+            out.append(new)
+        return out
 
     def _align(self, net: DECNetwork, z: torch.Tensor, assign: np.ndarray, split: SplitData,
                model: "Method") -> dict[str, Any]:
@@ -306,19 +307,21 @@ class DEC(Pretrainer):
                                "labelled": int(train.labelled.sum()),
                                "reconstruction_dim": int(x0.shape[1])}
 
-        # stage 1: reconstruction + disentanglement
+        # stage 1: reconstruction + disentanglement, on the shared loop (no selection: the
+        # last epoch's weights go on; every sample, labelled or not)
         started = time.perf_counter()
         params = list(net.encoder.parameters()) + list(net.decoder.parameters())
         opt = torch.optim.Adam(params, lr=float(c["stage1_lr"]), weight_decay=float(c["weight_decay"]))
         w1 = {"alpha": float(c["stage1_alpha"]), "gamma": float(c["stage1_gamma"]), "beta": 0.0}
-        task = context.progress.task(f"  seed {context.seed} dec stage 1 (autoencoder)",
-                                     int(c["stage1_epochs"]))
-        history1 = []
-        for epoch in range(1, int(c["stage1_epochs"]) + 1):
-            row = {"epoch": epoch, **self._epoch(net, train, model, opt, generator, device, w1, None)}
-            history1.append(row)
-            task.advance(1, status=f"recon {row['recon']:.4f} disent {row['disentangle']:.4f}")
-        log["stage1"] = {"history": history1, "seconds": round(time.perf_counter() - started, 3)}
+        bs = int(c["batch_size"])
+        stage1 = context.fit(
+            net, train, step=self._step(net, model, w1, None), optimizer=opt,
+            recipe=Recipe(epochs=int(c["stage1_epochs"]), batch_size=bs, select=None),
+            generator=generator, name="dec stage 1 (autoencoder)",
+            status=lambda row: f"recon {row['train_recon']:.4f} "
+                               f"disent {row['train_disentangle']:.4f}")
+        log["stage1"] = {"history": self._rows(stage1.history),
+                         "seconds": round(time.perf_counter() - started, 3)}
 
         # k-means centres on z of every training sample
         z = self._embed(net, train, device).cpu()
@@ -334,34 +337,41 @@ class DEC(Pretrainer):
         km["valid_purity"] = self._purity(net, valid, model, device)
         log["kmeans"] = km
 
-        # stage 2: KL(P||Q) + reconstruction + supervised (+ disentanglement)
+        # stage 2: KL(P||Q) + reconstruction + supervised (+ disentanglement); the target
+        # distribution P is refreshed over the whole training set before every
+        # target_interval-th epoch and fixed in between
         started = time.perf_counter()
         params = params + [net.centres]
         opt = torch.optim.Adam(params, lr=float(c["stage2_lr"]), weight_decay=float(c["weight_decay"]))
         w2 = {"alpha": float(c["stage2_alpha"]), "gamma": float(c["stage2_gamma"]),
               "beta": float(c["stage2_beta"])}
-        task = context.progress.task(f"  seed {context.seed} dec stage 2 (clustering)",
-                                     int(c["stage2_epochs"]))
-        history2 = []
-        p_full: torch.Tensor | None = None
-        previous: torch.Tensor | None = None
-        for epoch in range(1, int(c["stage2_epochs"]) + 1):
-            row: dict[str, Any] = {"epoch": epoch}
-            if p_full is None or (epoch - 1) % int(c["target_interval"]) == 0:
-                with torch.no_grad():
-                    q_full = soft_assignment(self._embed(net, train, device), net.centres,
-                                             float(c["dof"]))
-                p_full = target_distribution(q_full).detach()
-                hard = q_full.argmax(1).cpu()
-                if previous is not None:
-                    row["assignment_changed"] = float((hard != previous).float().mean())
-                previous = hard
-            row.update(self._epoch(net, train, model, opt, generator, device, w2, p_full))
+        p_full = torch.zeros(len(train), k, device=device)
+        state: dict[str, Any] = {"previous": None}
+
+        def refresh(epoch: int, row: dict[str, Any]) -> None:
+            if state["previous"] is not None and (epoch - 1) % int(c["target_interval"]) != 0:
+                return
+            with torch.no_grad():
+                q_full = soft_assignment(self._embed(net, train, device), net.centres,
+                                         float(c["dof"]))
+            p_full.copy_(target_distribution(q_full).detach())
+            hard = q_full.argmax(1).cpu()
+            if state["previous"] is not None:
+                row["assignment_changed"] = float((hard != state["previous"]).float().mean())
+            state["previous"] = hard
+
+        def purity(epoch: int, row: dict[str, Any]) -> None:
             if epoch % int(c["purity_every"]) == 0 or epoch == int(c["stage2_epochs"]):
                 row["valid_purity"] = self._purity(net, valid, model, device)
-            history2.append(row)
-            task.advance(1, status=f"kl {row['kl']:.4f} sup {row['supervised']:.4f}")
-        log["stage2"] = {"history": history2, "seconds": round(time.perf_counter() - started, 3)}
+
+        stage2 = context.fit(
+            net, train, step=self._step(net, model, w2, p_full), optimizer=opt,
+            recipe=Recipe(epochs=int(c["stage2_epochs"]), batch_size=bs, select=None),
+            generator=generator, before_epoch=refresh, after_epoch=purity,
+            name="dec stage 2 (clustering)",
+            status=lambda row: f"kl {row['train_kl']:.4f} sup {row['train_supervised']:.4f}")
+        log["stage2"] = {"history": self._rows(stage2.history),
+                         "seconds": round(time.perf_counter() - started, 3)}
         log["valid_purity"] = self._purity(net, valid, model, device)
 
         # transfer: the pretrained encoder's weights into the method
