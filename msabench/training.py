@@ -114,7 +114,7 @@ def evaluate(model: Method, split: SplitData, metric_classes: Sequence[type[Metr
 def _finite_or_raise(loss: torch.Tensor, name: str, epoch: int) -> None:
     if not torch.isfinite(loss):
         raise FloatingPointError(
-            f"{name}: training loss became {float(loss)} at epoch {epoch}; lower the learning "
+            f"{name}: training loss became {float(loss.detach())} at epoch {epoch}; lower the learning "
             "rate or enable gradient clipping (train.grad_clip)")
 
 

@@ -7,7 +7,8 @@ from torch import nn
 
 from msabench import hookimpl
 from msabench.api import (ComponentMeta, Dataset, DatasetMeta, Extractor, Features, Fusion,
-                          LoadedDataset, Method, Metric, Pretrainer, SplitData, masked_mean)
+                          LoadedDataset, Method, Metric, Pretrainer, Recipe, Schedule, SplitData,
+                          masked_mean)
 
 
 class ToyData(Dataset):
@@ -32,6 +33,9 @@ class ToyData(Dataset):
             audio = torch.randn(n, 3, 2, generator=g)
             pooled = text.sum(1) / lengths.unsqueeze(1)
             label = 2.5 * torch.tanh(pooled @ w + 0.5 * audio.mean(1)[:, 0])
+            # unimodal labels: what each modality alone says (no extra random draws)
+            unimodal = {"text": (2.5 * torch.tanh(pooled @ w)).float(),
+                        "audio": (2.5 * torch.tanh(audio.mean(1)[:, 0])).float()}
             labelled = torch.ones(n, dtype=torch.bool)
             if split == "train" and self.options["hide_fraction"]:
                 labelled[: int(n * self.options["hide_fraction"])] = False
@@ -39,7 +43,7 @@ class ToyData(Dataset):
                 ids=[f"{split}_{i}" for i in range(n)],
                 features={"text": text, "audio": audio},
                 lengths={"text": lengths, "audio": torch.full((n,), 3)},
-                labels=label.float(), labelled=labelled,
+                labels=label.float(), labelled=labelled, unimodal=unimodal,
                 texts=[f"sample {i}" for i in range(n)])
         return LoadedDataset(self.meta, self.setting, splits, source="generated in memory")
 
@@ -56,15 +60,23 @@ class LetterCounts(Extractor):
     def output_dim(self) -> int:
         return 26
 
-    def extract(self, inputs):
-        out = torch.zeros(len(inputs), 1, 26)
-        for i, text in enumerate(inputs):
+    def prepare(self, raw):
+        counts = torch.zeros(len(raw), 1, 26)
+        for i, text in enumerate(raw):
             text = text.lower() if self.config["lowercase"] else text
             for ch in text:
                 if "a" <= ch <= "z":
-                    out[i, 0, ord(ch) - 97] += 1
-            out[i] /= max(1.0, float(out[i].sum()))
-        return Features(out, torch.ones(len(inputs), dtype=torch.long))
+                    counts[i, 0, ord(ch) - 97] += 1
+        return {"counts": counts}
+
+    def forward(self, inputs):
+        counts = inputs["counts"]
+        out = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
+        return Features(out, torch.ones(len(counts), dtype=torch.long))
+
+    def extract(self, inputs):
+        with torch.no_grad():
+            return self(self.prepare(inputs))
 
 
 class SumFusion(Fusion):
@@ -138,6 +150,89 @@ class Linear(Method):
         return {"pred": self.config["scale"] * self.head(torch.cat(pooled, -1)).squeeze(-1)}
 
 
+class WarmUpEvaluator(Pretrainer):
+    """Trains the method's ``evaluator`` to predict the label from pooled text on the shared
+    loop (selection on the validation loss); the method then keeps it frozen."""
+
+    name = "toy-warmup"
+    meta = ComponentMeta(summary="evaluator warm-up on the shared loop")
+    defaults = {"epochs": 4, "lr": 0.05}
+    requires = ("evaluator",)
+
+    def fit(self, model, data, context):
+        evaluator = model.evaluator
+
+        def predict(batch):
+            return evaluator(masked_mean(batch.features["text"], batch.mask("text"))).squeeze(-1)
+
+        def step(batch):
+            loss = nn.functional.mse_loss(predict(batch), batch.label)
+            return loss, {"mse": float(loss.detach())}
+
+        def score():
+            with torch.no_grad():
+                evaluator.eval()
+                batch = data["valid"].batch(torch.arange(len(data["valid"])))
+                return {"loss": float(nn.functional.mse_loss(predict(batch), batch.label))}
+
+        opt = torch.optim.SGD(evaluator.parameters(), lr=self.config["lr"])
+        fitted = context.fit(evaluator, data["train"], data["valid"], step=step, optimizer=opt,
+                             recipe=Recipe(epochs=self.config["epochs"], batch_size=32),
+                             score=score, name="toy warm-up")
+        return {"history": fitted.history, "best_epoch": fitted.best_epoch}
+
+
+class MultiHead(Method):
+    """A multimodal head and one head per modality; a frozen evaluator (with dropout) gates the
+    fused vector; per-term losses; a per-step scheduler."""
+
+    name = "toy-multihead"
+    meta = ComponentMeta(summary="multi-head method with a frozen evaluator",
+                         defaults_source="test choice")
+    defaults = {"train": {"epochs": 6, "batch_size": 32, "lr": 0.02, "patience": 0},
+                "model": {"hidden": 8}, "pretrain": {"stages": ["toy-warmup"]}}
+
+    def __init__(self, info, config, components):
+        super().__init__(info, config, components)
+        h = int(self.config["hidden"])
+        self.encoders = nn.ModuleDict({m: nn.Linear(d, h) for m, d in info.feature_dims.items()})
+        self.unimodal_heads = nn.ModuleDict({m: nn.Linear(h, 1) for m in info.feature_dims})
+        self.head = nn.Linear(h * len(info.feature_dims), 1)
+        self.evaluator = nn.Sequential(nn.Linear(info.feature_dims["text"], 4), nn.Dropout(0.5),
+                                       nn.Linear(4, 1))
+        self.evaluator_modes: list[bool] = []  # evaluator.training seen in training forwards
+        self.heads = {"pred": "label", **{f"pred_{m}": m for m in info.unimodal
+                                           if m in info.feature_dims}}
+
+    def frozen(self):
+        return [self.evaluator]
+
+    def forward(self, batch):
+        pooled = {m: masked_mean(batch.features[m], batch.mask(m)) for m in self.encoders}
+        hidden = {m: torch.relu(self.encoders[m](x)) for m, x in pooled.items()}
+        if self.training:
+            self.evaluator_modes.append(self.evaluator.training)
+        gate = torch.sigmoid(self.evaluator(pooled["text"]))
+        fused = torch.cat([hidden[m] for m in self.encoders], -1) * gate
+        out = {"pred": self.head(fused).squeeze(-1)}
+        for m, h in hidden.items():
+            out[f"pred_{m}"] = self.unimodal_heads[m](h).squeeze(-1)
+        return out
+
+    def training_step(self, batch):
+        out = self(batch)
+        terms = {"label": nn.functional.l1_loss(out["pred"], batch.label)}
+        for head, target in self.heads.items():
+            if target != "label":
+                terms[target] = nn.functional.l1_loss(out[head], batch.unimodal[target])
+        loss = sum(terms.values())
+        return loss, {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
+
+    def configure_scheduler(self, optimizer, train, steps_per_epoch):
+        return Schedule(torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.99),
+                        interval="step")
+
+
 @hookimpl
 def register_datasets(register):
     register(ToyData)
@@ -156,6 +251,7 @@ def register_fusions(register):
 @hookimpl
 def register_pretrainers(register):
     register(CentreInputs)
+    register(WarmUpEvaluator)
 
 
 @hookimpl
@@ -166,6 +262,7 @@ def register_metrics(register):
 @hookimpl
 def register_methods(register):
     register(Linear)
+    register(MultiHead)
 
 
 @hookimpl
