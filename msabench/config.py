@@ -51,10 +51,11 @@ DATA_DEFAULTS: dict[str, Any] = {
                             # {text = 30, audio = 50} per modality
     "label_fraction": 1.0,  # in (0, 1]: keep the labels of a stratified fraction of train
     "label_seed": None,     # seed of the labelled subset; None = the run seed
+    "max_samples": None,    # None = all; N = the first N samples of every split (smoke runs)
 }
 #: data keys whose default means "no preprocessing": left out of a run's identity while at the
 #: default, so result files written before these keys existed keep their config hash
-NEUTRAL_DATA_KEYS = ("normalize", "max_length", "label_fraction", "label_seed")
+NEUTRAL_DATA_KEYS = ("normalize", "max_length", "label_fraction", "label_seed", "max_samples")
 SECTIONS = ("train", "model", "pretrain", "data")
 TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir")
 #: keys that do not change what is computed, so they do not change a run's identity
@@ -170,12 +171,12 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in d.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, name + "."))
+            out.update(flatten(value, name + "."))
         else:
             out[name] = value
     return out
@@ -192,8 +193,8 @@ def variant_name(config: Mapping[str, Any], defaults: Mapping[str, Any], tag: st
         if not all(c.isalnum() or c in "-_." for c in tag):
             raise ConfigError(f"--tag {tag!r}: use letters, digits, '-', '_' and '.' only")
         return tag
-    now = _flatten(identity_view(config))
-    base = _flatten(identity_view(defaults))
+    now = flatten(identity_view(config))
+    base = flatten(identity_view(defaults))
     diff = {k for k in set(now) | set(base) if now.get(k) != base.get(k)}
     if not diff:
         return "default"

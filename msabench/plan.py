@@ -19,6 +19,9 @@ from .registry import Registry
 from .results import DEFAULT_RESULTS_DIR
 
 ENV_DATA_DIR = "MSABENCH_DATA_DIR"
+#: where smoke runs write (never the leaderboard results)
+SMOKE_DIR = Path(".msabench-smoke") / "results"
+SMOKE_SAMPLES = 64
 
 
 @dataclass
@@ -40,12 +43,23 @@ class RunSpec:
     tag: str | None = None
     quiet: bool = False
     file_config: Mapping[str, Any] | None = None
+    #: every stage one epoch on at most SMOKE_SAMPLES samples per split, results in SMOKE_DIR
+    smoke: bool = False
+    #: torch threads (None: the CPUs this process may use, see training.default_threads)
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.overrides, Mapping):
             self.overrides = cfg.parse_overrides(self.overrides)
-        if self.epochs is not None:
-            self.overrides = cfg.deep_merge(self.overrides, {"train": {"epochs": int(self.epochs)}})
+        if self.smoke:
+            self.epochs = 1
+            self.force = True
+            if Path(self.out) == DEFAULT_RESULTS_DIR:
+                self.out = SMOKE_DIR
+        if self.epochs is not None and (isinstance(self.epochs, bool) or int(self.epochs) < 1):
+            raise ConfigError(f"--epochs {self.epochs!r}: give a positive integer")
+        if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
+            raise ConfigError(f"--threads {self.threads!r}: give a positive integer")
         if self.file_config is None:
             self.file_config = cfg.load_config_file(self.config_file) if self.config_file else {}
         self.seeds = [int(s) for s in self.seeds]
@@ -61,6 +75,10 @@ class Plan:
     data_dir: Path | None
     hash: str
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    #: the config keys --epochs / --smoke capped, as "key=value"
+    capped: list[str] = field(default_factory=list)
+    #: fingerprints of the dataset's input files (msabench.fingerprint)
+    data_files: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_data_dir(dataset: str, cli_dir: Path | None, config_dir: str | None) -> Path | None:
@@ -82,6 +100,13 @@ def prepare(spec: RunSpec, registry: Registry) -> Plan:
     dataset_cls = registry.load("dataset", spec.dataset)
     file_cfg = dict(spec.file_config or {})
     config = cfg.resolve(method_cls, spec.dataset, file_cfg, spec.overrides)
+    capped: list[str] = []
+    if spec.epochs is not None:  # --epochs caps every stage, pretraining included
+        caps = epoch_caps(config, registry, int(spec.epochs))
+        if spec.smoke:
+            caps = cfg.deep_merge(caps, {"data": {"max_samples": SMOKE_SAMPLES}})
+        capped = [f"{k}={v}" for k, v in cfg.flatten(caps).items()]
+        config = cfg.resolve(method_cls, spec.dataset, file_cfg, spec.overrides, caps)
     defaults = cfg.resolve(method_cls, spec.dataset)
     for c in (config, defaults):
         complete_data_config(c["data"], dataset_cls)
@@ -91,7 +116,21 @@ def prepare(spec: RunSpec, registry: Registry) -> Plan:
     variant = cfg.variant_name(config, defaults, spec.tag or file_cfg.get("tag"))
     data_dir = resolve_data_dir(spec.dataset, spec.data_dir, file_cfg.get("data_dir"))
     return Plan(method_cls, dataset_cls, config, config["data"]["setting"], variant, data_dir,
-                cfg.config_hash(config))
+                cfg.config_hash(config), capped=capped)
+
+
+def epoch_caps(config: Mapping[str, Any], registry: Registry, epochs: int) -> dict[str, Any]:
+    """The config overlay that limits every stage to ``epochs``: ``train.epochs`` and each
+    pretraining stage's ``epoch_keys`` (e.g. ``pretrain.dec.stage1_epochs``), never raising a
+    stage above its configured count."""
+    caps: dict[str, Any] = {"train": {"epochs": epochs}}
+    for stage in config["pretrain"].get("stages", []):
+        stage_cls = registry.load("pretrainer", stage)
+        current = {**stage_cls.defaults, **config["pretrain"].get(stage, {})}
+        keys = {k: min(int(current[k]), epochs) for k in stage_cls.epoch_keys}
+        if keys:
+            caps.setdefault("pretrain", {})[stage] = keys
+    return caps
 
 
 def prepare_data(dataset: str, registry: Registry, overrides: Sequence[str] = (),

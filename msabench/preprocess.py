@@ -167,6 +167,10 @@ def check_config(data_cfg: Mapping[str, Any]) -> None:
     seed = data_cfg.get("label_seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"data.label_seed={seed!r}: an integer, or unset to use the run seed")
+    cap = data_cfg.get("max_samples")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 2):
+        raise ConfigError(f"data.max_samples={cap!r}: an integer >= 2 (samples kept per split), "
+                          "or unset to keep all")
 
 
 def pad_truncate(data: LoadedDataset, max_length: Any) -> LoadedDataset:

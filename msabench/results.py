@@ -24,8 +24,8 @@ from typing import Any, Iterator, Mapping
 
 from .errors import MsabenchError
 
-#: 2: per-head metrics (``heads``), parameter counts taken after every stage; version-1 files
-#: are still read (they have no ``heads``)
+#: 2: per-head metrics (``heads``), input-file fingerprints (``data_files``), parameter counts
+#: taken after every stage; version-1 files are still read (they have neither)
 SCHEMA_VERSION = 2
 REQUIRED_KEYS = ("schema_version", "method", "dataset", "setting", "variant", "seed", "metrics",
                  "metric_info", "config", "config_hash")
@@ -61,6 +61,9 @@ class RunResult:
     convention: str = ""
     dataset_title: str = ""
     data_source: str = ""
+    #: {absolute path: {"name", "size", "sha256"}} of the input files (empty: generated data,
+    #: or a result written before data fingerprints were recorded)
+    data_files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     prediction_kind: str = "regression"
     heads: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     test_loss: float | None = None
@@ -97,6 +100,10 @@ class RunResult:
         for f in dataclasses.fields(self):
             if f.name not in ("provenance", "extra"):
                 out[f.name] = getattr(self, f.name)
+        if self.schema_version < 2:  # a version-1 record is written back as it was read
+            for key in ("data_files", "heads"):
+                if not out[key]:
+                    del out[key]
         out.update(self.provenance)
         out.update({k: v for k, v in self.extra.items() if k not in out})
         return out

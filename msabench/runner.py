@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .config import DEFAULT_SEEDS  # noqa: F401  (re-exported)
 from .errors import ConfigError, DataError, MsabenchError
+from .fingerprint import describe_change, fingerprint_files
 from .plan import (ENV_DATA_DIR, Plan, RunSpec, parse_modalities, prepare,  # noqa: F401
                    prepare_data, resolve_data_dir)
 from .progress import Progress
@@ -67,9 +68,19 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
         ) -> list[SeedOutcome]:
     from .plugins import get_registry
 
+    from .training import set_threads
+
     registry = registry or get_registry()
     plan = prepare(spec, registry)
     progress = progress or Progress(quiet=spec.quiet)
+    threads = set_threads(spec.threads)
+    if plan.capped:
+        what = "--smoke" if spec.smoke else f"--epochs {spec.epochs}"
+        progress.print(f"{what} sets {', '.join(plan.capped)}"
+                       + (f"; results go to {spec.out}" if spec.smoke else ""))
+    dataset = plan.dataset_cls(data_dir=plan.data_dir, setting=plan.setting,
+                               options=plan.config["data"]["options"])
+    plan.data_files = fingerprint_files(dataset.input_files())
     outcomes: list[SeedOutcome] = []
     todo: list[int] = []
     for seed in spec.seeds:
@@ -81,12 +92,19 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
                     f"{path} exists but was produced with a different config (hash "
                     f"{old.config_hash} vs {plan.hash}); pass --force to overwrite it or "
                     "--tag NAME to keep both")
+            change = describe_change(old.data_files, plan.data_files) if old.data_files else None
+            if change:
+                raise MsabenchError(
+                    f"{path} exists but was produced from different data: {change}. Pass "
+                    "--tag NAME to keep both results, or --force to replace this one")
             outcomes.append(SeedOutcome(seed, path, "skipped", old.test))
             progress.print(f"seed {seed}: result exists, skipped ({path}); --force re-runs it")
             continue
         todo.append(seed)
     if not todo:
         return outcomes
+    progress.print(f"{spec.method} on {spec.dataset}/{plan.setting}: seeds "
+                   f"{', '.join(map(str, todo))}, {threads} torch thread(s)")
     data, plan.preprocessing = load_dataset(plan, progress)
     try:
         with progress.live():
@@ -115,6 +133,12 @@ def open_dataset(plan: Plan) -> Any:
     mods = data_cfg["modalities"]
     if mods is not None and list(mods) != list(data.modalities):
         data = data.select_modalities(mods)
+    cap = data_cfg.get("max_samples")
+    if cap is not None:
+        import torch
+
+        data = replace(data, splits={name: split.subset(torch.arange(min(cap, len(split))))
+                                     for name, split in data.splits.items()})
     return data
 
 
@@ -206,7 +230,8 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
         provenance=provenance(), method=spec.method, dataset=spec.dataset,
         setting=plan.setting, variant=plan.variant, seed=seed,
         synthetic=bool(data.meta.synthetic), convention=data.meta.convention,
-        dataset_title=data.meta.title, data_source=data.source, config=config,
+        dataset_title=data.meta.title, data_source=data.source, data_files=plan.data_files,
+        config=config,
         config_hash=plan.hash, prediction_kind=method_cls.prediction_kind,
         metrics={"test": test.metrics, "valid": valid.metrics},
         heads={h: {"target": test.heads[h]["target"], "test": test.heads[h]["metrics"],

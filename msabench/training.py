@@ -35,6 +35,27 @@ def seed_everything(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def default_threads() -> int:
+    """The CPUs this process may run on (its affinity mask: taskset, cgroup cpusets, a batch
+    scheduler's allocation), not the machine's core count torch assumes."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads; returns the count. ``None``: torch's current count
+    (``OMP_NUM_THREADS`` or the machine's cores) capped at :func:`default_threads`, the CPUs
+    this process may actually use. The same seed gives bit-identical CPU results only with
+    the same thread count (float reductions are split differently), so every result records
+    ``torch_threads``."""
+    n = int(threads) if threads is not None else min(torch.get_num_threads(), default_threads())
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -158,6 +158,7 @@ class WarmUpEvaluator(Pretrainer):
     meta = ComponentMeta(summary="evaluator warm-up on the shared loop")
     defaults = {"epochs": 4, "lr": 0.05}
     requires = ("evaluator",)
+    epoch_keys = ("epochs",)
 
     def fit(self, model, data, context):
         evaluator = model.evaluator

@@ -277,7 +277,7 @@ def test_version_1_result_files_read_and_round_trip():
     res = read_result(path)
     assert isinstance(res, RunResult) and res.heads == {} and res.seed == 1111
     assert res.test == raw["metrics"]["test"] and res.provenance["git_commit"] == raw["git_commit"]
-    assert res.to_dict() == {**raw, "heads": {}}  # nothing lost; a v1 run has no other head
+    assert res.to_dict() == raw  # nothing lost, nothing added
 
 
 def test_result_record_writes_what_it_reads(tmp_path):

@@ -407,6 +407,12 @@ class Dataset(ABC):
                 f"options: {', '.join(sorted(self.defaults)) or '(none)'}")
         self.options = {**self.defaults, **dict(options or {})}
 
+    def input_files(self) -> list[Path]:
+        """The files :meth:`load` would read, found without reading them (default: none, e.g.
+        for generated data). The runner fingerprints them (size, SHA-256) so a stored result
+        is reused only for the same data."""
+        return []
+
     @abstractmethod
     def load(self) -> LoadedDataset:
         """Read (or generate) all splits; raise :class:`DataError` with a fix on bad input."""

@@ -34,6 +34,8 @@ class Pretrainer(ABC):
     defaults: ClassVar[dict[str, Any]] = {}
     #: names of Method attributes/methods this pretrainer needs (checked before fit)
     requires: ClassVar[tuple[str, ...]] = ()
+    #: config keys that are epoch counts: ``--epochs N`` / ``--smoke`` cap them at N
+    epoch_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **config: Any) -> None:
         unknown = set(config) - set(self.defaults)

@@ -62,7 +62,16 @@ def run_command(
     seeds: Annotated[Optional[str], typer.Option(
         help="comma-separated seeds, one result file per seed; else `seeds` in --config, else "
              "1111")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="override train.epochs")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="cap every stage at N epochs: train.epochs and each pretraining stage's epoch "
+             "keys (e.g. pretrain.dec.stage1_epochs); the run's first line lists them")] = None,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="check the pipeline in seconds: every stage 1 epoch on at most 64 "
+                        "samples per split, always re-run, results under .msabench-smoke/ "
+                        "(never the leaderboards) unless --out is given")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        help="torch CPU threads (default: torch's count capped at the CPUs this process may "
+             "use); bit-identical reruns need the same count")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", "-s", help="override a config key, e.g. --set train.lr=1e-4 (repeatable)")] = None,
@@ -107,13 +116,14 @@ def run_command(
     method, dataset, seed_list = _from_config(file_cfg, config, method, dataset, seeds)
     spec = RunSpec(method=method, dataset=dataset, seeds=seed_list, config_file=config,
                    file_config=file_cfg, overrides=overrides, epochs=epochs,
-                   data_dir=data_dir, out=out, force=force, tag=tag, quiet=quiet)
+                   data_dir=data_dir, out=out, force=force, tag=tag, quiet=quiet,
+                   smoke=smoke, threads=threads)
     outcomes = run(spec)
     console = Console()
     stats = summarize(outcomes)
     console.print(f"[bold]{method}[/] on [bold]{dataset}[/]: {len(outcomes)} seed(s) "
                   f"({sum(o.status == 'ran' for o in outcomes)} run, "
-                  f"{sum(o.status == 'skipped' for o in outcomes)} skipped); results in {out}")
+                  f"{sum(o.status == 'skipped' for o in outcomes)} skipped); results in {spec.out}")
     for key, (mean, std, n) in stats.items():
         console.print(f"  test {key:<10} {mean:.4f} ± {std:.4f} (n={n})")
 

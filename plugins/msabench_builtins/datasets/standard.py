@@ -108,6 +108,13 @@ class StandardDataset(Dataset):
     def _expected(sources: tuple[Source, ...] | list[Source]) -> str:
         return "; ".join(f"{s.format}: {' or '.join(s.paths)}" for s in sources)
 
+    def input_files(self) -> list[Path]:
+        """The file this setting reads (for a raw layout, its label table)."""
+        try:
+            return [self.locate()[1]]
+        except DataError:
+            return []  # load() reports the missing file with the full explanation
+
     def load(self) -> LoadedDataset:
         source, path = self.locate()
         expected = self.options.get("sha256")

@@ -164,6 +164,7 @@ class DEC(Pretrainer):
 
     name = "dec"
     requires = ("encoder", "targets", "modalities")
+    epoch_keys = ("stage1_epochs", "stage2_epochs")
     meta = ComponentMeta(
         summary="semi-supervised Deep Embedded Clustering pretraining of a method's encoder",
         paper="dec-semi paper (seeds 000/001); DEC: Xie et al. 2016, Unsupervised Deep "
