@@ -15,6 +15,8 @@ import copy
 import difflib
 import hashlib
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -40,6 +42,14 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 256,
     "device": "auto",      # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
 }
+#: declared type and range of every ``train`` key: (kind, lower bound, bound inclusive)
+TRAIN_TYPES: dict[str, tuple[str, float | None, bool]] = {
+    "epochs": ("int", 1, True), "batch_size": ("int", 1, True), "lr": ("float", 0, False),
+    "weight_decay": ("float", 0, True), "patience": ("int", 0, True),
+    "grad_clip": ("float", 0, True), "select": ("str", None, True),
+    "eval_batch_size": ("int", 1, True), "device": ("device", None, True),
+}
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: every key of ``data``; the preprocessing keys are applied by :mod:`msabench.preprocess`
 DATA_DEFAULTS: dict[str, Any] = {
     "setting": None,        # dataset setting (e.g. "aligned"); None = the dataset's default
@@ -138,19 +148,98 @@ def method_defaults(method_cls: Any, dataset: str) -> dict[str, Any]:
     return deep_merge(base, per_dataset)
 
 
+def _kind_name(kind: str) -> str:
+    return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+            "list": "a list", "dict": "a table", "device": "auto, cpu, cuda or cuda:N"}[kind]
+
+
+def _kind_of(default: Any) -> str | None:
+    """The type a key's documented default declares (None: any value, e.g. a None default)."""
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, str):
+        return "str"
+    if isinstance(default, (list, tuple)):
+        return "list"
+    if isinstance(default, Mapping):
+        return "dict"
+    return None
+
+
+def check_value(name: str, value: Any, kind: str | None, lower: float | None = None,
+                inclusive: bool = True, where: str = "") -> None:
+    """Raise one :class:`ConfigError` naming ``name`` when ``value`` is not of ``kind`` (and,
+    for numbers, finite and above ``lower``)."""
+    if kind is None:
+        return
+    ok = {"bool": lambda v: isinstance(v, bool),
+          "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "str": lambda v: isinstance(v, str),
+          "list": lambda v: isinstance(v, (list, tuple)),
+          "dict": lambda v: isinstance(v, Mapping),
+          "device": lambda v: isinstance(v, str) and bool(_DEVICE.match(v))}[kind](value)
+    prefix = f"{where}: " if where else ""
+    if not ok:
+        hint = f" (numbers go without quotes: --set {name}=<number>)" if kind in (
+            "int", "float") and isinstance(value, str) else ""
+        raise ConfigError(f"{prefix}{name}={value!r} must be {_kind_name(kind)}{hint}")
+    if kind in ("int", "float"):
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{prefix}{name}={value!r} must be a finite number")
+        if lower is not None and (value < lower or (value == lower and not inclusive)):
+            bound = ">=" if inclusive else ">"
+            raise ConfigError(f"{prefix}{name}={value!r} must be {bound} {lower:g}")
+
+
+def check_types(section: str, values: Mapping[str, Any], defaults: Mapping[str, Any],
+                where: str = "") -> None:
+    """Every value of ``section`` against its declared type: ``train`` by
+    :data:`TRAIN_TYPES`, other sections by the type of the documented default."""
+    for key, value in values.items():
+        name = f"{section}.{key}"
+        if section == "train" and key in TRAIN_TYPES:
+            check_value(name, value, *TRAIN_TYPES[key], where=where)
+        elif key in defaults:
+            check_value(name, value, _kind_of(defaults[key]), where=where)
+
+
 def resolve(method_cls: Any, dataset: str, *layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``layers`` (lowest precedence first) over the method's defaults and validate keys."""
+    """Merge ``layers`` (lowest precedence first) over the method's defaults; validate keys and
+    the type and range of every value once, naming the key."""
     defaults = method_defaults(method_cls, dataset)
     config = defaults
+    where = f"config for method {method_cls.name}"
     for layer in layers:
         sections = {k: v for k, v in layer.items() if k in SECTIONS}
-        where = f"config for method {method_cls.name}"
+        for name, section in sections.items():
+            if not isinstance(section, Mapping):
+                raise ConfigError(f"{where}: [{name}] must be a table of keys (e.g. "
+                                  f"[{name}] with key = value lines), got {section!r}")
         check_keys("train", sections.get("train", {}), TRAIN_DEFAULTS, where)
         check_keys("model", sections.get("model", {}), defaults["model"], where)
         check_keys("data", sections.get("data", {}), DATA_DEFAULTS, where)
         config = deep_merge(config, sections)
+    check_types("train", config["train"], TRAIN_DEFAULTS, where)
+    check_types("model", config["model"], defaults["model"], where)
+    for key in ("setting",):
+        value = config["data"].get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: data.{key}={value!r} must be a string")
+    for key in ("modalities",):
+        value = config["data"].get(key)
+        if value is not None and (not isinstance(value, list)
+                                  or not all(isinstance(m, str) for m in value)):
+            raise ConfigError(f"{where}: data.{key}={value!r} must be a list of names, e.g. "
+                              "[\"text\", \"audio\"]")
+    if not isinstance(config["data"].get("options", {}), Mapping):
+        raise ConfigError(f"{where}: data.options must be a table")
     stages = config["pretrain"].get("stages", [])
-    if not isinstance(stages, list):
+    if not isinstance(stages, list) or not all(isinstance(x, str) for x in stages):
         raise ConfigError(f"pretrain.stages must be a list of pretrainer names, got {stages!r}")
     return config
 

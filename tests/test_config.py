@@ -80,3 +80,54 @@ def test_variant_names_and_hash():
     assert cfg.variant_name(changed, defaults, "my-tag") == "my-tag"
     with pytest.raises(ConfigError):
         cfg.variant_name(changed, defaults, "bad/tag")
+
+
+# ------------------------------------------------------------------ typed values (issue 14)
+@pytest.mark.parametrize("layer, message", [
+    ({"train": {"lr": "fast"}}, r"train.lr='fast' must be a number \(numbers go without quotes"),
+    ({"train": {"batch_size": "big"}}, "train.batch_size='big' must be an integer"),
+    ({"train": {"epochs": "abc"}}, "train.epochs='abc' must be an integer"),
+    ({"train": {"epochs": 1.7}}, "train.epochs=1.7 must be an integer"),
+    ({"train": {"epochs": True}}, "train.epochs=True must be an integer"),
+    ({"train": {"lr": [1, 2]}}, r"train.lr=\[1, 2\] must be a number"),
+    ({"train": {"lr": -1.0}}, "train.lr=-1.0 must be > 0"),
+    ({"train": {"lr": float("nan")}}, "train.lr=nan must be a finite number"),
+    ({"train": {"lr": float("inf")}}, "train.lr=inf must be a finite number"),
+    ({"train": {"weight_decay": -1}}, "train.weight_decay=-1 must be >= 0"),
+    ({"train": {"eval_batch_size": 0}}, "train.eval_batch_size=0 must be >= 1"),
+    ({"train": {"device": "tpu"}}, "train.device='tpu' must be auto, cpu, cuda or cuda:N"),
+    ({"train": 3}, r"\[train\] must be a table"),
+    ({"model": {"hidden": "big"}}, "model.hidden='big' must be an integer"),
+    ({"model": {"dropout": "x"}}, "model.dropout='x' must be a number"),
+    ({"model": {"input_norm": 1}}, "model.input_norm=1 must be true or false"),
+    ({"data": {"modalities": "ta"}}, "data.modalities='ta' must be a list"),
+    ({"pretrain": {"stages": "dec"}}, "pretrain.stages must be a list"),
+])
+def test_every_value_is_type_and_range_checked_naming_the_key(layer, message):
+    from msabench.errors import ConfigError
+    from msabench.plugins import get_registry
+
+    sf = get_registry().load("method", "sf")
+    with pytest.raises(ConfigError, match=message):
+        cfg.resolve(sf, "mosi", layer)
+
+
+def test_every_builtin_default_passes_its_own_type_checks():
+    from msabench.plugins import get_registry
+
+    registry = get_registry()
+    for name in registry.names("method"):
+        method = registry.load("method", name)
+        for dataset in ("mosi", "mosei", "chsims", "chsims2", "synthetic-mosi"):
+            cfg.resolve(method, dataset)  # raises on a default of the wrong type
+    for name in registry.names("pretrainer"):
+        registry.load("pretrainer", name)()
+
+
+def test_pretrainer_options_are_type_checked():
+    from msabench.errors import ConfigError
+    from msabench.plugins import get_registry
+
+    dec = get_registry().load("pretrainer", "dec")
+    with pytest.raises(ConfigError, match="pretrain.dec.stage1_epochs='ten' must be an integer"):
+        dec(stage1_epochs="ten")

@@ -44,6 +44,10 @@ class Pretrainer(ABC):
                 f"pretrainer {self.name}: unknown option(s) {', '.join(sorted(unknown))}; "
                 f"options: {', '.join(sorted(self.defaults)) or '(none)'} (set them with --set "
                 f"pretrain.{self.name}.OPTION=VALUE)")
+        from ..config import check_types
+
+        check_types(f"pretrain.{self.name}", config, self.defaults,
+                    where=f"pretrainer {self.name}")
         self.config = {**self.defaults, **config}
 
     @abstractmethod
