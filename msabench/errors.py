@@ -39,3 +39,7 @@ class ConfigError(MsabenchError):
 
 class DataError(MsabenchError):
     pass
+
+
+class TrainingDiverged(MsabenchError, FloatingPointError):
+    """A training loss became NaN or infinite; the seed writes no result."""

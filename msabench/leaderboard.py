@@ -105,7 +105,11 @@ def collect(results_root: Path, head: str = "pred") -> "Any":
     import pandas as pd
 
     rows, infos = [], {}
-    for path, res in iter_results(results_root):
+    errors: list[str] = []
+    hashes: dict[tuple[str, str, str, str], dict[str, list[str]]] = {}
+    for path, res in iter_results(results_root, errors):
+        key = (res.dataset, res.setting, res.method, res.variant)
+        hashes.setdefault(key, {}).setdefault(res.config_hash, []).append(path.name)
         row = {"dataset": res.dataset, "setting": res.setting, "method": res.method,
                "variant": res.variant, "seed": res.seed, "synthetic": bool(res.synthetic),
                "title": res.dataset_title or res.dataset, "convention": res.convention,
@@ -118,6 +122,15 @@ def collect(results_root: Path, head: str = "pred") -> "Any":
             row[f"na:{key}"] = True
         rows.append(row)
         infos.update({(res.dataset, k): v for k, v in res.metric_info.items()})
+    for (dataset, setting, method, variant), by_hash in sorted(hashes.items()):
+        if len(by_hash) > 1:
+            listed = "; ".join(f"{h}: {', '.join(sorted(files))}" for h, files in by_hash.items())
+            errors.append(f"{dataset}/{setting}/{method} ({variant}) mixes configs ({listed}); "
+                          "one leaderboard row must come from one config: re-run the odd seeds "
+                          "with the row's config or move them to their own --tag")
+    if errors:
+        raise MsabenchError(f"{len(errors)} problem(s) in {results_root}:\n- "
+                            + "\n- ".join(errors))
     frame = pd.DataFrame(rows)
     frame.attrs["metric_info"] = infos
     return frame

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import subprocess
@@ -109,12 +110,46 @@ class RunResult:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunResult":
+    def from_dict(cls, data: Mapping[str, Any], where: str = "result") -> "RunResult":
+        """Build the record, checking the type of every field it reads; a wrong one raises
+        :class:`MsabenchError` naming ``where``, the field and the fix."""
+        if not isinstance(data, Mapping):
+            raise MsabenchError(f"{where}: holds a JSON {type(data).__name__}, not a result "
+                                "object; delete it and re-run that seed, or restore it from git")
+        _check_fields(data, where)
         names = {f.name for f in dataclasses.fields(cls)} - {"provenance", "extra"}
         known = {k: v for k, v in data.items() if k in names}
         provenance = {k: data[k] for k in PROVENANCE_KEYS if k in data}
         extra = {k: v for k, v in data.items() if k not in names and k not in provenance}
         return cls(**known, provenance=provenance, extra=extra)
+
+
+_FIX = "fix or delete the file and re-run that seed (or restore it from git)"
+_TYPES = {"schema_version": int, "seed": int, "method": str, "dataset": str, "setting": str,
+          "variant": str, "config_hash": str, "config": dict, "metric_info": dict,
+          "metrics": dict}
+
+
+def _check_fields(data: Mapping[str, Any], where: str) -> None:
+    for key, kind in _TYPES.items():
+        value = data.get(key)
+        if key in data and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise MsabenchError(f"{where}: field {key!r} is {value!r}, not a JSON "
+                                f"{ {int: 'integer', str: 'string', dict: 'object'}[kind] }; "
+                                f"{_FIX}")
+    metrics = data.get("metrics", {})
+    if "test" not in metrics or not isinstance(metrics["test"], dict):
+        raise MsabenchError(f"{where}: field 'metrics' has no 'test' object; {_FIX}")
+    for split, values in metrics.items():
+        if not isinstance(values, dict):
+            raise MsabenchError(f"{where}: metrics.{split} is {values!r}, not an object; {_FIX}")
+        for key, value in values.items():
+            bad = value is not None and (isinstance(value, bool)
+                                         or not isinstance(value, (int, float))
+                                         or not math.isfinite(value))
+            if bad:
+                raise MsabenchError(f"{where}: metrics.{split}.{key} is {value!r}; a metric is "
+                                    f"a finite number or null (not applicable); {_FIX}")
 
 
 def run_dir(root: Path, dataset: str, setting: str, method: str, variant: str) -> Path:
@@ -132,7 +167,7 @@ def write_result(path: Path, result: "RunResult | Mapping[str, Any]") -> Path:
     if isinstance(result, RunResult):
         result = result.to_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2, sort_keys=True, allow_nan=True)
@@ -154,27 +189,96 @@ def read_result(path: Path) -> RunResult:
     except (OSError, json.JSONDecodeError) as exc:
         raise MsabenchError(f"result file {path} is unreadable ({exc}); delete it and re-run "
                             "that seed, or restore it from git") from exc
+    if not isinstance(data, dict):
+        raise MsabenchError(f"result file {path} holds a JSON {type(data).__name__}, not a "
+                            f"result object; {_FIX}")
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise MsabenchError(f"result file {path} lacks {', '.join(missing)}: not an msabench "
                             "result (or a damaged one)")
+    if not isinstance(data["schema_version"], int) or isinstance(data["schema_version"], bool):
+        raise MsabenchError(f"result file {path}: field 'schema_version' is "
+                            f"{data['schema_version']!r}, not an integer; {_FIX}")
     if data["schema_version"] > SCHEMA_VERSION:
         raise MsabenchError(
             f"result file {path} has schema version {data['schema_version']}, newer than this "
             f"msabench understands ({SCHEMA_VERSION}); upgrade msabench")
     try:
-        return RunResult.from_dict(data)
+        return RunResult.from_dict(data, str(path))
     except TypeError as exc:
         raise MsabenchError(f"result file {path} is damaged ({exc}); delete it and re-run "
                             "that seed, or restore it from git") from exc
 
 
-def iter_results(root: Path) -> Iterator[tuple[Path, RunResult]]:
+def iter_results(root: Path, errors: list[str] | None = None
+                 ) -> Iterator[tuple[Path, RunResult]]:
+    """Every result file under ``root``. With ``errors``, an unreadable file is reported there
+    and skipped, so one bad file does not hide the others; without, it raises."""
     root = Path(root)
     if not root.is_dir():
         return
     for path in sorted(root.rglob("seed-*.json")):
-        yield path, read_result(path)
+        try:
+            result = read_result(path)
+        except MsabenchError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+            continue
+        yield path, result
+
+
+# ------------------------------------------------------------------ concurrent runs
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(path: Path) -> bool:
+    """Atomically claim the seed whose result goes to ``path`` (``<path>.lock`` created with
+    O_EXCL, holding this process id). False when a live process holds it; a claim left by a
+    dead process (killed run) is taken over. Release with :func:`release`."""
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = int(lock.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                owner = -1
+            if owner > 0 and _alive(owner) and owner != os.getpid():
+                return False
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()} {platform.node()}\n")
+        return True
+    return False
+
+
+def release(path: Path) -> None:
+    Path(f"{path}.lock").unlink(missing_ok=True)
+
+
+def clean_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete ``.tmp-<pid>-*.json`` files of writers that no longer run (a write killed before
+    its rename); a live writer's file is left alone."""
+    removed = []
+    for tmp in Path(folder).glob(".tmp-*.json"):
+        parts = tmp.name.split("-")
+        pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else -1
+        if pid > 0 and _alive(pid):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,11 @@ the result record in :mod:`msabench.results`.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +31,8 @@ from .plan import (ENV_DATA_DIR, Plan, RunSpec, parse_modalities, prepare,  # no
                    prepare_data, resolve_data_dir)
 from .progress import Progress
 from .registry import Registry
-from .results import RunResult, provenance, read_result, result_path, write_result
+from .results import (RunResult, claim, clean_stale_temporaries, iter_results, provenance,
+                      read_result, release, result_path, run_dir, write_result)
 
 
 @dataclass
@@ -78,6 +83,10 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
         what = "--smoke" if spec.smoke else f"--epochs {spec.epochs}"
         progress.print(f"{what} sets {', '.join(plan.capped)}"
                        + (f"; results go to {spec.out}" if spec.smoke else ""))
+    folder = run_dir(spec.out, spec.dataset, plan.setting, spec.method, plan.variant)
+    check_writable(Path(spec.out))
+    clean_stale_temporaries(folder)
+    check_variant_folder(folder, plan.hash, set(spec.seeds) if spec.force else set())
     dataset = plan.dataset_cls(data_dir=plan.data_dir, setting=plan.setting,
                                options=plan.config["data"]["options"])
     plan.data_files = fingerprint_files(dataset.input_files())
@@ -107,19 +116,79 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
                    f"{', '.join(map(str, todo))}, {threads} torch thread(s)")
     data, plan.preprocessing = load_dataset(plan, progress)
     try:
-        with progress.live():
+        with progress.live(), _sigterm_as_interrupt():
             seeds_task = progress.task(f"{spec.method} on {spec.dataset}/{plan.setting}",
                                        len(todo))
             for seed in todo:
                 path = result_path(spec.out, spec.dataset, plan.setting, spec.method,
                                    plan.variant, seed)
-                result = run_seed(plan, spec, data, seed, registry, progress)
-                write_result(path, result)
+                if not claim(path):
+                    progress.print(f"seed {seed}: another run is training it now "
+                                   f"({path}.lock); skipped here")
+                    continue
+                try:
+                    if path.exists() and not spec.force:  # finished by a concurrent run
+                        outcomes.append(SeedOutcome(seed, path, "skipped",
+                                                    read_result(path).test))
+                        continue
+                    check_variant_folder(folder, plan.hash, set(spec.seeds) if spec.force
+                                         else set())
+                    result = run_seed(plan, spec, data, seed, registry, progress)
+                    write_result(path, result)
+                finally:
+                    release(path)
                 outcomes.append(SeedOutcome(seed, path, "ran", result.test))
                 seeds_task.advance(1, status=f"seed {seed} written")
     except KeyboardInterrupt:
         raise RunInterrupted(outcomes) from None
     return outcomes
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's stop) ends the run like Ctrl-C: finished seeds stay on disk."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any work when the results root cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write results there ({exc.strerror or exc}); "
+                          "give a writable folder") from None
+
+
+def check_variant_folder(folder: Path, config_hash: str, replaced: set[int]) -> None:
+    """Every seed of one variant must come from one config: refuse to add a seed to a folder
+    whose other seeds were produced with a different config (those in ``replaced`` are being
+    re-run and do not count)."""
+    errors: list[str] = []
+    other = [(p, r) for p, r in iter_results(folder, errors)
+             if r.config_hash != config_hash and r.seed not in replaced]
+    if errors:
+        raise MsabenchError("; ".join(errors))
+    if other:
+        names = ", ".join(p.name for p, _ in other[:5])
+        raise MsabenchError(
+            f"{folder} holds seeds from another config ({names}: hash "
+            f"{other[0][1].config_hash}, this run {config_hash}); one variant folder must hold "
+            "one config. Pass --tag NAME to keep both, or re-run those seeds too with --force "
+            "(--seeds listing them)")
 
 
 def open_dataset(plan: Plan) -> Any:

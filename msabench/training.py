@@ -20,7 +20,7 @@ from torch import nn
 from .api import (Batch, Evaluation, FitResult, Method, Metric, Recipe, RunContext, Schedule,
                   SplitData)
 from .api.context import EpochHook, ScoreFn, StepFn
-from .errors import ConfigError
+from .errors import ConfigError, TrainingDiverged
 
 
 def seed_everything(seed: int) -> None:
@@ -134,9 +134,10 @@ def evaluate(model: Method, split: SplitData, metric_classes: Sequence[type[Metr
 # ------------------------------------------------------------------ the loop
 def _finite_or_raise(loss: torch.Tensor, name: str, epoch: int) -> None:
     if not torch.isfinite(loss):
-        raise FloatingPointError(
-            f"{name}: training loss became {float(loss.detach())} at epoch {epoch}; lower the learning "
-            "rate or enable gradient clipping (train.grad_clip)")
+        raise TrainingDiverged(
+            f"{name}: training loss became {float(loss.detach())} at epoch {epoch}; no result "
+            "is written for this seed. Lower the learning rate, enable gradient clipping "
+            "(train.grad_clip), or check the inputs (msabench data check)")
 
 
 def _step_schedule(schedule: Schedule | None, row: Mapping[str, Any]) -> None:

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from msabench.api import Batch, ComponentMeta, Pretrainer, Recipe, SplitData
-from msabench.errors import ConfigError
+from msabench.errors import ConfigError, TrainingDiverged
 
 if TYPE_CHECKING:
     from msabench.api import LoadedDataset, Method
@@ -242,7 +242,7 @@ class DEC(Pretrainer):
                 terms["supervised"] = supervised_loss(q, target, keep & batch.labelled)
                 total = total + terms["kl"] + weights["beta"] * terms["supervised"]
             if not torch.isfinite(total):
-                raise FloatingPointError(
+                raise TrainingDiverged(
                     f"pretrainer dec: loss became {float(total)}; lower the stage's learning "
                     "rate (pretrain.dec.stage1_lr / stage2_lr)")
             return total, {k: float(v.detach()) for k, v in terms.items()}
