@@ -518,3 +518,21 @@ def test_real_mosi_archive():
     assert not video["train"] & video["valid"]
     assert not video["test"] & (video["train"] | video["valid"])
     assert any("by 'video'" in note for note in bc.notes)
+
+
+def test_features_that_overflow_float32_arithmetic_are_refused_naming_modality_and_split():
+    import torch
+
+    from msabench.api import SplitData
+    from msabench.errors import DataError
+
+    n = 4
+    x = torch.ones(n, 2, 3)
+    x[1, 0, 2] = 1e38  # finite, but its square is inf in float32
+    split = SplitData(ids=[str(i) for i in range(n)], features={"audio": x},
+                      lengths={"audio": torch.full((n,), 2)}, labels=torch.zeros(n))
+    with pytest.raises(DataError, match=r"file.npz \[train\]: modality 'audio' has values of "
+                                        r"magnitude 1e\+38.*overflows float32"):
+        split.validate("file.npz [train]")
+    x[1, 0, 2] = 1e6  # large but ordinary
+    split.validate("file.npz [train]")

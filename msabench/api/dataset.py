@@ -244,6 +244,13 @@ class SplitData:
                 bad = int((~torch.isfinite(x)).sum())
                 raise DataError(f"{where}: modality {m!r} has {bad} non-finite values (NaN/inf); "
                                 "fix or drop those samples (MMSA replaces -inf by 0)")
+            peak = _max_abs(x)
+            if peak > MAX_FEATURE_MAGNITUDE:
+                raise DataError(
+                    f"{where}: modality {m!r} has values of magnitude {peak:.3g}; training "
+                    f"arithmetic on them overflows float32 (squares and sums pass 3.4e38). "
+                    f"Rescale the features (values beyond {MAX_FEATURE_MAGNITUDE:.0e} are not "
+                    "real measurements: check the file) or drop those samples")
         for key, x in self.extras.items():
             if x.shape[0] != n:
                 raise DataError(f"{where}: extra {key!r} has {x.shape[0]} rows for {n} samples")
@@ -281,6 +288,17 @@ def _check_labels(where: str, what: str, y: torch.Tensor, n: int,
             raise DataError(
                 f"{where}: {what} span [{float(vals.min()):.3f}, {float(vals.max()):.3f}], "
                 f"outside the dataset range [{lo}, {hi}]")
+
+
+#: features beyond this magnitude overflow float32 in ordinary training arithmetic
+MAX_FEATURE_MAGNITUDE = 1e18
+
+
+def _max_abs(x: torch.Tensor, rows: int = 256) -> float:
+    """Largest |value| in row chunks (bounded temporary memory)."""
+    if not x.is_floating_point() or x.numel() == 0:
+        return 0.0
+    return max(float(x[i:i + rows].abs().max()) for i in range(0, x.shape[0], rows))
 
 
 def _all_finite(x: torch.Tensor, rows: int = 256) -> bool:
