@@ -61,11 +61,14 @@ DATA_DEFAULTS: dict[str, Any] = {
                             # {text = 30, audio = 50} per modality
     "label_fraction": 1.0,  # in (0, 1]: keep the labels of a stratified fraction of train
     "label_seed": None,     # seed of the labelled subset; None = the run seed
+    "valid_label_fraction": None,  # labelled fraction of valid; None = label_fraction (1.0:
+                                   # every validation label, the behaviour before this key)
     "max_samples": None,    # None = all; N = the first N samples of every split (smoke runs)
 }
 #: data keys whose default means "no preprocessing": left out of a run's identity while at the
 #: default, so result files written before these keys existed keep their config hash
-NEUTRAL_DATA_KEYS = ("normalize", "max_length", "label_fraction", "label_seed", "max_samples")
+NEUTRAL_DATA_KEYS = ("normalize", "max_length", "label_fraction", "label_seed", "max_samples",
+                     "valid_label_fraction")
 SECTIONS = ("train", "model", "pretrain", "data")
 TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir")
 #: keys that do not change what is computed, so they do not change a run's identity
@@ -249,6 +252,11 @@ def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
     for section, key in NON_IDENTITY_KEYS:
         out.get(section, {}).pop(key, None)
     data = out.get("data", {})
+    if data.get("label_fraction", 1.0) != 1.0 and data.get("valid_label_fraction") is None:
+        # semi-supervised runs: the validation protocol is part of the identity, so results
+        # made before valid_label_fraction existed (validation fully labelled) never pass
+        # for runs under the new default (validation as labelled as train)
+        data["valid_label_fraction"] = data["label_fraction"]
     for key in NEUTRAL_DATA_KEYS:
         if key in data and data[key] == DATA_DEFAULTS[key]:
             del data[key]
@@ -285,13 +293,18 @@ def variant_name(config: Mapping[str, Any], defaults: Mapping[str, Any], tag: st
     now = flatten(identity_view(config))
     base = flatten(identity_view(defaults))
     diff = {k for k in set(now) | set(base) if now.get(k) != base.get(k)}
+    vlf = "data.valid_label_fraction"
+    if vlf in diff and now.get(vlf, 1.0) == now.get("data.label_fraction", 1.0):
+        diff.discard(vlf)  # the default protocol: validation as labelled as train
     if not diff:
         return "default"
     parts = []
     if "data.label_fraction" in diff:
         parts.append(f"lf{float(config['data']['label_fraction']):g}")
+    if vlf in diff:
+        parts.append(f"vlf{float(now.get(vlf, 1.0)):g}")
     if "data.modalities" in diff and config["data"]["modalities"]:
         parts.append("m-" + "".join(m[0] for m in config["data"]["modalities"]))
-    if diff - {"data.label_fraction", "data.modalities"}:
+    if diff - {"data.label_fraction", "data.modalities", vlf}:
         parts.append("cfg-" + config_hash(config)[:8])
     return "_".join(parts) if parts else "cfg-" + config_hash(config)[:8]

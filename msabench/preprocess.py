@@ -152,11 +152,21 @@ def check_max_length(max_length: Any) -> dict[str, int] | None:
     return dict(table)
 
 
-def check_label_fraction(fraction: Any) -> float:
+def check_label_fraction(fraction: Any, key: str = "data.label_fraction") -> float:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise ConfigError(f"data.label_fraction={fraction!r}: must lie in (0, 1] "
-                          "(1.0 = every train label is used; 0.4 = 40% labelled)")
+        raise ConfigError(f"{key}={fraction!r}: must lie in (0, 1] "
+                          "(1.0 = every label is used; 0.4 = 40% labelled)")
     return float(fraction)
+
+
+def valid_fraction(data_cfg: Mapping[str, Any]) -> float:
+    """The labelled fraction of the validation split: ``data.valid_label_fraction``, or the
+    train fraction when unset (the semi-supervised protocol: model selection sees no more
+    labels per sample than training does). 1.0 keeps the old behaviour (all validation
+    labels)."""
+    value = data_cfg.get("valid_label_fraction")
+    return check_label_fraction(data_cfg.get("label_fraction", 1.0) if value is None else value,
+                                "data.valid_label_fraction")
 
 
 def check_config(data_cfg: Mapping[str, Any]) -> None:
@@ -164,6 +174,9 @@ def check_config(data_cfg: Mapping[str, Any]) -> None:
     check_scheme(data_cfg.get("normalize", "none"))
     check_max_length(data_cfg.get("max_length"))
     check_label_fraction(data_cfg.get("label_fraction", 1.0))
+    valid = data_cfg.get("valid_label_fraction")
+    if valid is not None:
+        check_label_fraction(valid, "data.valid_label_fraction")
     seed = data_cfg.get("label_seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"data.label_seed={seed!r}: an integer, or unset to use the run seed")
@@ -305,6 +318,13 @@ def for_seed(data: LoadedDataset, data_cfg: Mapping[str, Any], seed: int,
     label_seed = seed if label_seed is None else int(label_seed)
     train = mask_labels(data["train"], fraction, label_seed)
     record = {"label_fraction": fraction, "label_seed": label_seed, **label_summary(train)}
-    if train is data["train"]:
+    splits = {**data.splits, "train": train}
+    v_fraction = valid_fraction(data_cfg)
+    if v_fraction < 1.0:
+        # another stream than train's (seed + 1): the two masks are drawn independently
+        splits["valid"] = mask_labels(data["valid"], v_fraction, label_seed + 1)
+        record["valid_label_fraction"] = v_fraction
+        record["valid_labelled"] = int(splits["valid"].labelled.sum())
+    if all(splits[k] is data.splits[k] for k in splits):
         return data, record
-    return replace(data, splits={**data.splits, "train": train}), record
+    return replace(data, splits=splits), record

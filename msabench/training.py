@@ -113,9 +113,11 @@ def evaluate(model: Method, split: SplitData, metric_classes: Sequence[type[Metr
             if head in outputs:
                 outs[head].append(outputs[head].detach().float().reshape(-1).cpu())
     pred = torch.cat(outs["pred"]) if outs["pred"] else torch.zeros(0)
+    # rows whose label is hidden (a partly labelled validation split) are not scored
+    scored = split.labelled & torch.isfinite(split.labels)
     caught: list[str] = []
-    metrics, na = compute_metrics(metric_classes, pred, split.labels, model.prediction_kind,
-                                  caught)
+    metrics, na = compute_metrics(metric_classes, pred[scored], split.labels[scored],
+                                  model.prediction_kind, caught)
     extra: dict[str, dict[str, Any]] = {}
     for head, target in heads.items():
         y = _targets(split, target)

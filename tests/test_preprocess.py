@@ -320,3 +320,47 @@ def test_run_command_flags(registry, tmp_path):
     assert (data["label_fraction"], data["normalize"], data["max_length"]) == (0.5, "minmax-zscore", 4)
     bad = CliRunner().invoke(make_app(), args[:-6] + ["--label-fraction", "1.5"])
     assert bad.exit_code == 2 and "label_fraction" in bad.output
+
+
+def test_validation_is_as_labelled_as_train_by_default(registry, tmp_path, monkeypatch):
+    """data.valid_label_fraction: unset = the train fraction (model selection sees no more
+    labels than the protocol claims); 1.0 = the old behaviour, as its own variant."""
+    import msabench.training as training
+
+    seen = []
+    evaluate = training.evaluate
+
+    def spy(model, split, *args, **kwargs):
+        seen.append((len(split), int(split.labelled.sum()), int(torch.isnan(split.labels).sum())))
+        return evaluate(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", spy)
+    [o] = run(_spec(tmp_path, epochs=None, overrides=["data.label_fraction=0.5"]),
+              registry=registry, progress=QUIET)
+    res = json.loads(o.path.read_text())
+    assert res["variant"] == "lf0.5"
+    pre = res["preprocessing"]
+    assert pre["valid_label_fraction"] == 0.5 and pre["valid_labelled"] == 32
+    valid_calls = [s for s in seen if s[0] == 64 and s[1] == 32]
+    assert valid_calls and all(nan == 32 for _, _, nan in valid_calls)
+    assert res["metrics"]["valid"]["mae"] is not None  # scored on the 32 labelled rows
+    assert res["split_sizes"]["test"] == 64 and (64, 64, 0) in seen  # test stays whole
+    [old] = run(_spec(tmp_path, epochs=None, overrides=["data.label_fraction=0.5",
+                                           "data.valid_label_fraction=1.0"]),
+                registry=registry, progress=QUIET)
+    old_res = json.loads(old.path.read_text())
+    assert old_res["variant"] == "lf0.5_vlf1" and "valid_label_fraction" not in old_res[
+        "preprocessing"]
+    assert old_res["config_hash"] != res["config_hash"]
+
+
+def test_results_made_before_valid_label_fraction_do_not_pass_for_the_new_protocol():
+    old = {"train": {"lr": 1.0}, "data": {"setting": "x", "modalities": None, "options": {},
+                                          "label_fraction": 0.4}}
+    new = {**old, "data": {**old["data"], "valid_label_fraction": None}}
+    explicit_old = {**old, "data": {**old["data"], "valid_label_fraction": 1.0}}
+    assert cfg.config_hash(new) == cfg.config_hash(old)  # None resolves to the train fraction
+    assert cfg.config_hash(explicit_old) != cfg.config_hash(new)
+    full = {"train": {"lr": 1.0}, "data": {"setting": "x", "modalities": None, "options": {}}}
+    assert cfg.config_hash({**full, "data": {**full["data"], "valid_label_fraction": None}}) \
+        == cfg.config_hash(full)  # fully labelled runs keep their identity
