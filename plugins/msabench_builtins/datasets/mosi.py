@@ -59,7 +59,7 @@ DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def bundled_minilm() -> Path | None:
-    from msabench_builtins.extractors._hf import bundled_model_dir
+    from msabench_builtins.hf import bundled_model_dir
 
     return bundled_model_dir(DEFAULT_TEXT_MODEL)
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from msabench.api import ComponentMeta, Fusion
 from msabench.errors import ConfigError
-from msabench_builtins.extractors._hf import _looks_like_path, _offline_env, bundled_model_dir
+from msabench_builtins.hf import bundled_model_dir, looks_like_path, offline_env
 
 POOLINGS = ("pooler", "cls")
 MAG_CITATION = (
@@ -188,13 +188,13 @@ class MAGFusion(Fusion):
         bundled = bundled_model_dir(name)
         if bundled is not None:
             return str(bundled), {"local_files_only": True}
-        if _looks_like_path(name) or local.exists():
+        if looks_like_path(name) or local.exists():
             raise ConfigError(
                 f"fusion mag: model {name!r} is not an existing directory; pass a local model "
                 f"directory (config.json, weights, tokenizer files) with --set model.model=/path "
                 f"or a hub name that is in the local Hugging Face cache")
         kwargs: dict[str, Any] = {
-            "local_files_only": bool(self.params["local_files_only"]) or _offline_env()}
+            "local_files_only": bool(self.params["local_files_only"]) or offline_env()}
         if self.params["revision"] is not None:
             kwargs["revision"] = str(self.params["revision"])
         return name, kwargs
