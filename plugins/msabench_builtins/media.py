@@ -1,4 +1,5 @@
-"""Decoding audio and video files with PyAV (``pip install av``; its wheels bundle ffmpeg).
+"""Decoding (and writing) audio and video files with PyAV (``pip install av``; its wheels
+bundle ffmpeg).
 
 ``load_audio(path, sample_rate)``  float32 mono waveform, resampled by ffmpeg's swresample
                                    (:class:`av.AudioResampler`); channels are down-mixed.
@@ -14,6 +15,9 @@ cut from a longer recording; None = from the beginning / to the end): ``load_aud
 samples ``round(start * rate) .. round(end * rate)``, ``load_frames`` the sampled frames whose
 time ``k / fps`` lies in ``[start, end)``. The whole stream is decoded and then cut (clips are
 short; no seeking).
+
+``write_wav`` (16-bit PCM, standard library) and ``write_video`` (MPEG-4 ``.mp4``, PyAV) write
+the generated media of ``synthetic-sims2``.
 
 Times are measured from the first decoded frame. Rotation metadata and non-square sample
 aspect ratios are ignored. ``av`` is imported on first use, so importing this module is free.
@@ -205,3 +209,46 @@ def _resize_crop(frame: Any, size: int) -> np.ndarray:
                          interpolation="BILINEAR").to_ndarray()
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return np.ascontiguousarray(rgb[top:top + size, left:left + size])
+
+
+# --------------------------------------------------------------------------------------------
+# writing (synthetic media, test fixtures)
+
+def write_wav(path: Path | str, wave: np.ndarray, sample_rate: int = 16000) -> Path:
+    """Write a mono float waveform in [-1, 1] as a 16-bit PCM ``.wav`` (standard library only;
+    values outside [-1, 1] are clipped)."""
+    import wave as wavfile
+
+    _check_positive("sample_rate", sample_rate)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = (np.clip(np.asarray(wave, dtype=np.float64).reshape(-1), -1.0, 1.0) * 32767.0)
+    with wavfile.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes(np.round(pcm).astype("<i2").tobytes())
+    return path
+
+
+def write_video(path: Path | str, frames: np.ndarray, fps: int = 10) -> Path:
+    """Write uint8 RGB frames ``(T, H, W, 3)`` (H and W even) as an ``.mp4`` (MPEG-4 part 2,
+    yuv420p) with PyAV, at ``fps`` frames per second."""
+    _check_positive("fps", fps)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 \
+            or frames.shape[1] % 2 or frames.shape[2] % 2 or not len(frames):
+        raise DataError(f"{path}: write_video needs uint8 (T, H, W, 3) frames with even H and W, "
+                        f"got {frames.dtype} {frames.shape}")
+    av = _av()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=int(fps))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
