@@ -42,7 +42,7 @@ seed):
    ``MediaRef`` per clip) and written once into ``$MSABENCH_CACHE_DIR/synthetic/`` (default
    ``~/.cache/msabench/synthetic/``) as ``synthetic-sims2-media-<key>/Raw/<video_id>/
    <clip_id>.{wav,mp4}``, keyed by a hash of everything they depend on, written to a
-   temporary folder and renamed into place (about 1 s for 100 clips; never into the repository).
+   temporary folder and renamed into place (1-2 s for 100 clips; never into the repository).
 """
 
 from __future__ import annotations
