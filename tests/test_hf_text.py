@@ -52,7 +52,8 @@ def _tokenize(path: Path, texts, max_length=50):
 def test_output_dim_without_loading_weights(tiny_bert):
     ex = HFTextExtractor(model=str(tiny_bert))
     assert ex.output_dim == HIDDEN
-    assert ex._model is None and ex._tokenizer is None  # weights are loaded lazily
+    assert ex.model is None and ex._processor is None  # weights are loaded lazily
+    assert list(ex.parameters()) == []
 
 
 def test_registered_as_hf_text():
@@ -153,10 +154,10 @@ def test_cache_key(tiny_bert):
 def test_progress_bar_on_a_tty(tiny_bert, monkeypatch):
     import sys
 
-    from msabench_builtins.extractors import hf_text
+    from msabench_builtins.extractors import _hf
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    assert list(hf_text._progress([[0], [1], [2]], "x")) == [[0], [1], [2]]
+    assert list(_hf.track([[0], [1], [2]], "x")) == [[0], [1], [2]]
     feats = HFTextExtractor(model=str(tiny_bert), batch_size=2).extract(TEXTS)
     assert feats.values.shape == (len(TEXTS), 50, HIDDEN)
 
@@ -164,9 +165,9 @@ def test_progress_bar_on_a_tty(tiny_bert, monkeypatch):
 def test_model_is_cached_on_instance(tiny_bert):
     ex = HFTextExtractor(model=str(tiny_bert), pooling="cls")
     ex.extract(["fun"])
-    model = ex._model
+    model = ex.model
     ex.extract(["boring"])
-    assert ex._model is model and not model.training
+    assert ex.model is model and not model.training
     assert not any(p.requires_grad for p in model.parameters())
 
 
@@ -211,7 +212,7 @@ def test_non_string_inputs(tiny_bert):
         ex.extract([None])
     with pytest.raises(DataError, match="single string"):
         ex.extract("the movie was great")
-    assert ex._model is None  # rejected before loading anything
+    assert ex.model is None  # rejected before loading anything
 
 
 @pytest.mark.parametrize("option, value, match", [
@@ -254,7 +255,7 @@ def minilm_dir():
 
 def test_minilm_output_dim(minilm_dir):
     ex = HFTextExtractor(model=str(minilm_dir))
-    assert ex.output_dim == 384 and ex._model is None
+    assert ex.output_dim == 384 and ex.model is None
 
 
 def test_minilm_pretrained_semantics(minilm_dir):

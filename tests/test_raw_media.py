@@ -179,7 +179,7 @@ def test_media_errors(tmp_path, clip, monkeypatch):
 # ------------------------------------------------------------------------------ hf-audio
 def test_audio_output_dim_without_loading_weights(tiny_hubert):
     ex = HFAudioExtractor(model=str(tiny_hubert))
-    assert ex.output_dim == HIDDEN and ex._model is None and ex._processor is None
+    assert ex.output_dim == HIDDEN and ex.model is None and ex._processor is None
     assert ex.modality == "audio" and ex.name == "hf-audio"
 
 
@@ -247,7 +247,7 @@ def test_clip_indices():
 
 def test_video_output_dim_without_loading_weights(tiny_videomae):
     ex = HFVideoExtractor(model=str(tiny_videomae))
-    assert ex.output_dim == HIDDEN and ex.num_frames == 4 and ex._model is None
+    assert ex.output_dim == HIDDEN and ex.num_frames == 4 and ex.model is None
     assert ex.modality == "vision" and ex.name == "hf-video"
 
 

@@ -35,6 +35,8 @@ def register_metrics(register):
 def register_datasets(register):
     register(f"{_P}.datasets.synthetic:SyntheticMosi", name="synthetic-mosi",
              summary="SYNTHETIC data in CMU-MOSI shapes with a planted signal (not a benchmark)")
+    register(f"{_P}.datasets.synthetic_sims2:SyntheticSims2", name="synthetic-sims2",
+             summary="SYNTHETIC CH-SIMS v2 shapes, unimodal labels, transcripts, generated media")
     register(f"{_P}.datasets.mosi:Mosi", name="mosi",
              summary="CMU-MOSI: MMSA/MulT/MAG-BERT pickles, SDK .csd, msabench .npz archive")
     register(f"{_P}.datasets.mosi:Mosei", name="mosei",

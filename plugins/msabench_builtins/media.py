@@ -1,4 +1,5 @@
-"""Decoding audio and video files with PyAV (``pip install av``; its wheels bundle ffmpeg).
+"""Decoding (and writing) audio and video files with PyAV (``pip install av``; its wheels
+bundle ffmpeg).
 
 ``load_audio(path, sample_rate)``  float32 mono waveform, resampled by ffmpeg's swresample
                                    (:class:`av.AudioResampler`); channels are down-mixed.
@@ -8,6 +9,15 @@
                                    go to the earlier frame), like ffmpeg's ``fps`` filter;
                                    each frame is scaled (bilinear, swscale) so its short side
                                    is ``size`` and centre-cropped to ``size`` x ``size``.
+
+Both take an optional segment ``start`` / ``end`` in seconds (a :class:`~msabench.api.MediaRef`
+cut from a longer recording; None = from the beginning / to the end): ``load_audio`` keeps the
+samples ``round(start * rate) .. round(end * rate)``, ``load_frames`` the sampled frames whose
+time ``k / fps`` lies in ``[start, end)``. The whole stream is decoded and then cut (clips are
+short; no seeking).
+
+``write_wav`` (16-bit PCM, standard library) and ``write_video`` (MPEG-4 ``.mp4``, PyAV) write
+the generated media of ``synthetic-sims2``.
 
 Times are measured from the first decoded frame. Rotation metadata and non-square sample
 aspect ratios are ignored. ``av`` is imported on first use, so importing this module is free.
@@ -65,9 +75,12 @@ def _check_positive(name: str, value: Any, kind: type = int) -> None:
 # --------------------------------------------------------------------------------------------
 # audio
 
-def load_audio(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
-    """The first audio stream of ``path`` as a float32 mono waveform at ``sample_rate`` Hz."""
+def load_audio(path: Path | str, sample_rate: int = 16000, *, start: float | None = None,
+               end: float | None = None) -> np.ndarray:
+    """The first audio stream of ``path`` as a float32 mono waveform at ``sample_rate`` Hz
+    (only the segment ``[start, end)`` seconds when given)."""
     _check_positive("sample_rate", sample_rate)
+    _check_segment(path, start, end)
     av = _av()
     container, path = _open(path, "audio")
     with container:
@@ -87,7 +100,25 @@ def load_audio(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
             raise _decode_error(path, "audio", exc) from None
     if not chunks or sum(c.size for c in chunks) == 0:
         raise DataError(f"{path}: the audio stream holds no samples")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    wave = np.concatenate(chunks).astype(np.float32, copy=False)
+    if start is None and end is None:
+        return wave
+    lo = 0 if start is None else int(round(start * sample_rate))
+    hi = len(wave) if end is None else int(round(end * sample_rate))
+    if hi <= lo or lo >= len(wave):
+        raise DataError(f"{path}: the segment [{start}, {end}) s holds no audio samples (the "
+                        f"stream lasts {len(wave) / sample_rate:.3f} s)")
+    return wave[lo:hi]
+
+
+def _check_segment(path: Path | str, start: float | None, end: float | None) -> None:
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value >= 0):
+            raise DataError(f"{path}: segment {name} must be a number of seconds >= 0, got "
+                            f"{value!r}")
+    if start is not None and end is not None and end <= start:
+        raise DataError(f"{path}: segment end {end} is not after start {start}")
 
 
 def _streams(container: Any) -> str:
@@ -98,11 +129,14 @@ def _streams(container: Any) -> str:
 # --------------------------------------------------------------------------------------------
 # video
 
-def load_frames(path: Path | str, fps: float = 10, size: int = 128) -> np.ndarray:
+def load_frames(path: Path | str, fps: float = 10, size: int = 128, *,
+                start: float | None = None, end: float | None = None) -> np.ndarray:
     """RGB frames of the first video stream of ``path`` sampled at ``fps``, as uint8
-    ``(T, size, size, 3)`` (short side scaled to ``size``, centre crop)."""
+    ``(T, size, size, 3)`` (short side scaled to ``size``, centre crop); only the frames at
+    times in ``[start, end)`` seconds when given."""
     _check_positive("fps", fps, float)
     _check_positive("size", size)
+    _check_segment(path, start, end)
     av = _av()
     container, path = _open(path, "video")
     frames: list[np.ndarray] = []
@@ -120,7 +154,18 @@ def load_frames(path: Path | str, fps: float = 10, size: int = 128) -> np.ndarra
             raise _decode_error(path, "video", exc) from None
     if not frames:
         raise DataError(f"{path}: the video stream holds no frames")
-    return np.stack(frames)
+    if start is None and end is None:
+        return np.stack(frames)
+    times = np.arange(len(frames)) / float(fps)
+    keep = np.ones(len(frames), dtype=bool)
+    if start is not None:
+        keep &= times >= start - _EPS
+    if end is not None:
+        keep &= times < end - _EPS
+    if not keep.any():
+        raise DataError(f"{path}: the segment [{start}, {end}) s holds no frames at {fps} fps "
+                        f"(the video lasts about {len(frames) / float(fps):.3f} s)")
+    return np.stack([f for f, k in zip(frames, keep) if k])
 
 
 def _sample(decoded: Iterator[Any], fps: float, native_dt: float | None) -> Iterator[Any]:
@@ -164,3 +209,46 @@ def _resize_crop(frame: Any, size: int) -> np.ndarray:
                          interpolation="BILINEAR").to_ndarray()
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return np.ascontiguousarray(rgb[top:top + size, left:left + size])
+
+
+# --------------------------------------------------------------------------------------------
+# writing (synthetic media, test fixtures)
+
+def write_wav(path: Path | str, wave: np.ndarray, sample_rate: int = 16000) -> Path:
+    """Write a mono float waveform in [-1, 1] as a 16-bit PCM ``.wav`` (standard library only;
+    values outside [-1, 1] are clipped)."""
+    import wave as wavfile
+
+    _check_positive("sample_rate", sample_rate)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = (np.clip(np.asarray(wave, dtype=np.float64).reshape(-1), -1.0, 1.0) * 32767.0)
+    with wavfile.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes(np.round(pcm).astype("<i2").tobytes())
+    return path
+
+
+def write_video(path: Path | str, frames: np.ndarray, fps: int = 10) -> Path:
+    """Write uint8 RGB frames ``(T, H, W, 3)`` (H and W even) as an ``.mp4`` (MPEG-4 part 2,
+    yuv420p) with PyAV, at ``fps`` frames per second."""
+    _check_positive("fps", fps)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 \
+            or frames.shape[1] % 2 or frames.shape[2] % 2 or not len(frames):
+        raise DataError(f"{path}: write_video needs uint8 (T, H, W, 3) frames with even H and W, "
+                        f"got {frames.dtype} {frames.shape}")
+    av = _av()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=int(fps))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

@@ -59,7 +59,7 @@ DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def bundled_minilm() -> Path | None:
-    from msabench_builtins.extractors._hf import bundled_model_dir
+    from msabench_builtins.hf import bundled_model_dir
 
     return bundled_model_dir(DEFAULT_TEXT_MODEL)
 
@@ -88,8 +88,11 @@ class Mosi(StandardDataset):
         default_setting="unaligned", unimodal_labels=False, citation=MOSI_CITATION,
         license=CMU_LICENSE, paper="https://doi.org/10.1109/MIS.2016.94")
     how_to_get = HOW_TO_GET_CMU
+    #: ``text_pooling``: pooling of the utt-clean text features (hf-text ``pooling``: "mean"
+    #: (N, 1, H), the default; "cls" (N, 1, H); "tokens" (N, L, H) with lengths); a method
+    #: chooses it with ``defaults["data"]["options"]`` or ``--set data.options.text_pooling=``
     defaults = {"file": None, "format": None, "sha256": None, "valid_fraction": 0.15, "valid_seed": 0,
-                "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64}
+                "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64, "text_pooling": "mean"}
     sources = {
         "unaligned": (Source("mmsa", ("Processed/unaligned_50.pkl", "unaligned_50.pkl")),
                       Source("mult", ("mosi_data_noalign.pkl",))),
@@ -160,33 +163,51 @@ class Mosi(StandardDataset):
         if missing:
             raise DataError(f"{path}: utt-clean needs transcripts (key 'sentence'), missing "
                             f"for split(s) {', '.join(missing)}")
-        extractor = HFTextExtractor(model=self.text_model(), pooling="mean",
+        pooling = self.options["text_pooling"]
+        extractor = HFTextExtractor(model=self.text_model(), pooling=pooling,
                                     batch_size=int(self.options["text_batch_size"]))
-        feats = cached_text_features(extractor, data, path)
+        feats, lens = cached_text_features(extractor, data, path, with_lengths=True)
         for split_name, split in data.splits.items():
             split.features = {"text": feats[split_name], **split.features}
-            split.lengths = {"text": torch.ones(len(split), dtype=torch.long), **split.lengths}
-        data.notes.append(f"text features: {extractor.cache_key()} (mean-pooled), cached")
+            split.lengths = {"text": lens[split_name], **split.lengths}
+        data.notes.append(f"text features: {extractor.cache_key()} ({pooling}-pooled), cached")
         data.validated = False
         data.validate()
         return data
 
 
-def cached_text_features(extractor: Any, data: LoadedDataset, source: Path) -> dict[str, torch.Tensor]:
-    """Run ``extractor`` on every split's transcripts once; cache as .npz (never pickle)."""
+def cached_text_features(extractor: Any, data: LoadedDataset, source: Path, *,
+                         with_lengths: bool = False) -> Any:
+    """Run ``extractor`` on every split's transcripts once; cache as .npz (never pickle).
+
+    Returns {split: values}, or ({split: values}, {split: lengths}) with ``with_lengths``.
+    The archive holds one ``<split>`` array per split, plus ``<split>_lengths`` only when some
+    length is not 1 (token features), so pooled features keep their cache file."""
     from .archive import save_archive
     from .synthetic import cache_root
 
     key = hashlib.sha256(f"{extractor.cache_key()}|{_file_digest(source)}".encode()).hexdigest()[:16]
     path = cache_root() / "features" / f"{data.meta.name}-{data.setting}-text-{key}.npz"
+    values = lengths = None
     if path.is_file():
         with np.load(path, allow_pickle=False) as arc:
-            if set(arc.files) == set(data.splits) and all(
+            keys = set(data.splits) | {f"{s}_lengths" for s in data.splits}
+            if set(data.splits) <= set(arc.files) <= keys and all(
                     arc[s].shape[0] == len(data.splits[s]) for s in data.splits):
-                return {s: torch.from_numpy(arc[s].copy()) for s in data.splits}
-    out = {s: extractor.extract(split.texts).values for s, split in data.splits.items()}
-    save_archive(path, {s: v.numpy() for s, v in out.items()})
-    return out
+                values = {s: torch.from_numpy(arc[s].copy()) for s in data.splits}
+                lengths = {s: torch.from_numpy(arc[f"{s}_lengths"].astype(np.int64))
+                           if f"{s}_lengths" in arc.files
+                           else torch.ones(len(data.splits[s]), dtype=torch.long)
+                           for s in data.splits}
+    if values is None:
+        feats = {s: extractor.extract(split.texts) for s, split in data.splits.items()}
+        values = {s: f.values for s, f in feats.items()}
+        lengths = {s: f.lengths for s, f in feats.items()}
+        arrays = {s: v.numpy() for s, v in values.items()}
+        if any(bool((n != 1).any()) for n in lengths.values()):
+            arrays.update({f"{s}_lengths": n.numpy() for s, n in lengths.items()})
+        save_archive(path, arrays)
+    return (values, lengths) if with_lengths else values
 
 
 class Mosei(Mosi):

@@ -10,7 +10,9 @@
 ``<video_id>$_$<clip_id>``, as in the MMSA pickles. ``mode`` is ``train``/``valid``/``test``.
 ``label`` is required, ``label_T/_A/_V`` become the unimodal labels when present, ``text``
 is required only with a text extractor (and becomes ``SplitData.texts`` when present);
-``annotation`` and other columns are ignored.
+``annotation`` and other columns are ignored. With an audio or vision extractor, each clip's
+file is also exposed as ``SplitData.media[m]`` (one :class:`MediaRef` per clip, the whole
+file) for methods that fine-tune an encoder on the raw inputs.
 
 :func:`load_raw` runs one extractor per modality: text on ``text``, audio on the waveform
 decoded at the extractor's ``sample_rate`` option (default 16 kHz), vision on the frames
@@ -50,7 +52,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from msabench.api.dataset import MODALITIES, SPLITS, DatasetMeta, LoadedDataset, SplitData
+from msabench.api.dataset import (MODALITIES, SPLITS, DatasetMeta, LoadedDataset, MediaRef,
+                                 SplitData)
 from msabench.api.extractor import Extractor
 from msabench.errors import DataError
 
@@ -341,7 +344,8 @@ def load_raw(root: Path | str, *, meta: DatasetMeta, setting: str,
             labels=torch.from_numpy(table.labels[rows].astype(np.float32)),
             unimodal={m: torch.from_numpy(u[rows].astype(np.float32))
                       for m, u in table.unimodal.items()},
-            texts=[table.texts[i] for i in rows] if table.texts is not None else None)
+            texts=[table.texts[i] for i in rows] if table.texts is not None else None,
+            media={m: [MediaRef(str(paths[i])) for i in rows] for m in media})
     loaded = LoadedDataset(meta=meta, setting=setting, splits=splits, source=str(label),
                            notes=notes)
     loaded.validate()

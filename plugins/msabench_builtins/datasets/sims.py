@@ -5,8 +5,16 @@ setting        files
 =============  ==========================================================================
 unaligned      MMSA ``Processed/unaligned_39.pkl`` (SIMS) / ``unaligned.pkl`` (SIMS v2)
 raw            ``label.csv`` + ``Raw/<video_id>/<clip_id>.mp4``: features are extracted
-               by extractor plugins (text, audio, vision) and cached on disk
+               by extractor plugins (text, audio, vision) and cached on disk; the splits
+               also carry the raw inputs (transcripts and a ``MediaRef`` per clip for audio
+               and vision) for methods that fine-tune an encoder
 =============  ==========================================================================
+
+Options of the raw layout (``data.options``): ``text_model``, ``audio_model``, ``video_model``,
+``fps``, ``frame_size``, and the pooling of the pre-computed features, chosen by the method
+(``defaults["data"]["options"]``) or the user: ``text_pooling`` (hf-text: ``tokens``, the
+default, ``cls`` or ``mean``), ``audio_pooling`` (hf-audio: ``mean``, the default, or
+``frames``), ``video_pooling`` (hf-video: ``mean``, the default, or ``clips``).
 
 Both carry unimodal labels (``label_T``, ``label_A``, ``label_V``) in [-1, 1]; the metric
 convention is ``sims`` (clip to [-1, 1]; Acc2 counts zero as negative).
@@ -36,9 +44,11 @@ HOW_TO_GET_SIMS = ("Request CH-SIMS / CH-SIMS v2 from the authors (thuiar/MMSA a
                    "thuiar/ch-sims-v2 READMEs): the processed pickle (MMSA format) or the raw "
                    "videos with label.csv.")
 
-#: default extractors of the raw layout (configurable through data.options)
+#: default extractors of the raw layout and the pooling of their features (configurable
+#: through data.options; the poolings are the extractors' own option values)
 RAW_DEFAULTS = {"text_model": "bert-base-chinese", "audio_model": "TencentGameMate/chinese-hubert-base",
-                "video_model": "MCG-NJU/videomae-base", "fps": 10, "frame_size": 128}
+                "video_model": "MCG-NJU/videomae-base", "fps": 10, "frame_size": 128,
+                "text_pooling": "tokens", "audio_pooling": "mean", "video_pooling": "mean"}
 
 
 class ChSims2(StandardDataset):
@@ -74,9 +84,10 @@ class ChSims2(StandardDataset):
 
         o = self.options
         extractors = {
-            "text": HFTextExtractor(model=o["text_model"], pooling="tokens"),
-            "audio": HFAudioExtractor(model=o["audio_model"]),
-            "vision": HFVideoExtractor(model=o["video_model"], fps=o["fps"], size=o["frame_size"]),
+            "text": HFTextExtractor(model=o["text_model"], pooling=o["text_pooling"]),
+            "audio": HFAudioExtractor(model=o["audio_model"], pooling=o["audio_pooling"]),
+            "vision": HFVideoExtractor(model=o["video_model"], fps=o["fps"], size=o["frame_size"],
+                                       pooling=o["video_pooling"]),
         }
         return load_raw(label_csv.parent, meta=self.meta, setting=self.setting,
                         extractors=extractors, cache_dir=cache_root() / "features")

