@@ -2,6 +2,7 @@
 
 from .dataset import (CONVENTIONS, MODALITIES, SPLITS, Batch, DataInfo, Dataset, DatasetMeta,
                       LoadedDataset, SplitData)
+from .composed import ComposedMethod
 from .extractor import Extractor, Features
 from .fusion import Fusion, masked_mean
 from .meta import ComponentMeta
@@ -10,7 +11,8 @@ from .metric import Metric
 from .pretrainer import Pretrainer
 
 __all__ = [
-    "CONVENTIONS", "MODALITIES", "SPLITS", "Batch", "ComponentMeta", "Components", "DataInfo",
+    "CONVENTIONS", "MODALITIES", "SPLITS", "Batch", "ComponentMeta", "Components",
+    "ComposedMethod", "DataInfo",
     "Dataset", "DatasetMeta", "Extractor", "Features", "Fusion", "LoadedDataset", "Method",
     "Metric", "Pretrainer", "SplitData", "masked_mean",
 ]
