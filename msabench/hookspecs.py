@@ -10,7 +10,9 @@ All ``register_*`` hooks receive one ``register`` callable with the signature::
 ``target`` is either the component class itself or a lazy reference ``"package.module:Class"``.
 A lazy reference must also give ``name``; it is imported only when the component is used, which
 keeps ``msabench --help`` and ``msabench list`` free of torch. The class always carries its own
-``name`` (lowercase, hyphenated) and the registry checks that both agree.
+``name`` (lowercase, hyphenated) and the registry checks that both agree. ``msabench list``
+shows the class's ``meta`` summary, read from its source for lazy references; ``summary`` is
+only for classes whose source cannot say it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def register_datasets(register: Register) -> None:
 
         @hookimpl
         def register_datasets(register):
-            register("my_pkg.data:MyDataset", name="my-dataset", summary="...")
+            register("my_pkg.data:MyDataset", name="my-dataset")
     """
 
 

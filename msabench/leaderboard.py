@@ -371,6 +371,12 @@ def generate(results_root: Path, reported_file: Path | None = None,
     return files
 
 
+def dataset_pages(files: Mapping[str, str]) -> str:
+    """The generated dataset pages, joined in name order, for printing (the index is left out:
+    it only links the pages)."""
+    return "\n".join(text for name, text in sorted(files.items()) if name != INDEX_NAME)
+
+
 def write_or_check(files: Mapping[str, str], out_dir: Path, check: bool) -> list[str]:
     """Write the files (or, with ``check``, only compare); return the names that differ,
     including generated files on disk that no longer have results (stale)."""

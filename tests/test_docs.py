@@ -116,3 +116,34 @@ def test_docs_link_to_existing_files():
             if re.match(r"^[a-z]+:", target):
                 continue
             assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
+
+
+def _make_target(name: str) -> tuple[dict[str, str], list[str]]:
+    """The Makefile's ``?=``/``:=`` variables and the recipe lines of target ``name``."""
+    text = _read(ROOT / "Makefile")
+    variables = dict(re.findall(r"^([A-Z_]+) *[?:]?= *(.*?) *$", text, re.MULTILINE))
+    found = re.search(rf"^{name}:.*\n((?:\t.*\n)+)", text, re.MULTILINE)
+    assert found, f"Makefile has no {name} target"
+    return variables, [line.strip() for line in found.group(1).splitlines()]
+
+
+def test_make_demo_trains_into_an_ignored_scratch_dir_and_prints_its_table():
+    """`make demo` must train on a fresh clone (the committed synthetic results would make a run
+    into leaderboards/results skip every seed) and leave the tree clean."""
+    import shutil
+    import subprocess
+
+    variables, recipe = _make_target("demo")
+    [train] = [line for line in recipe if " run " in line]
+    [board] = [line for line in recipe if " leaderboard " in line]
+    assert "--force" in train and "--out $(DEMO_RESULTS)" in train
+    assert "--results $(DEMO_RESULTS)" in board and "--print" in board
+    scratch = variables["DEMO_RESULTS"]
+    assert not scratch.startswith("leaderboards")
+    for doc in (ROOT / "README.md", DOCS / "quickstart.md"):
+        assert f"--results {scratch} --print" in _read(doc), doc
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = f"{scratch}/synthetic-mosi/unaligned/sf/seed-1111.json"
+    ignored = subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT)
+    assert ignored.returncode == 0, f"{scratch} is not ignored by git"

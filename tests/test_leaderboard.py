@@ -120,6 +120,25 @@ def test_cli_check_exit_codes(results, tmp_path):
     assert ok.exit_code == 0, ok.output
 
 
+def test_cli_print_writes_nothing_and_prints_every_dataset_page(results, tmp_path):
+    from msabench.cli import make_app as get_app
+    from msabench.leaderboard import dataset_pages
+
+    root, _ = results
+    out = tmp_path / "boards"
+    args = ["leaderboard", "--results", str(root), "--out", str(out),
+            "--reported", str(tmp_path / "none.toml"), "--print"]
+    shown = CliRunner().invoke(get_app(), args)
+    assert shown.exit_code == 0, shown.output
+    assert not out.exists()
+    files = generate(root, tmp_path / "none.toml", results_label=root.as_posix())
+    assert shown.output == dataset_pages(files) + "\n"
+    assert shown.output.index("# Leaderboard: synth") < shown.output.index("# Leaderboard: toy")
+    assert "| alpha " in shown.output and "# msabench leaderboards" not in shown.output  # no index
+    both = CliRunner().invoke(get_app(), args + ["--check"])
+    assert both.exit_code == 2 and "exclude each other" in both.output
+
+
 def test_result_files_are_world_readable(tmp_path):
     import os
     import stat

@@ -4,6 +4,7 @@ from .context import (Evaluation, FitResult, Progress, Recipe, RunContext, Sched
                       SilentProgress, Task)
 from .dataset import (CONVENTIONS, MODALITIES, SPLITS, Batch, DataInfo, Dataset, DatasetMeta,
                       LoadedDataset, MediaRef, SplitData)
+from .composed import ComposedMethod
 from .extractor import POOLINGS, Extractor, Features, pool
 from .fusion import Fusion, masked_mean
 from .meta import ComponentMeta
@@ -12,9 +13,9 @@ from .metric import Metric
 from .pretrainer import Pretrainer
 
 __all__ = [
-    "CONVENTIONS", "MODALITIES", "SPLITS", "TARGETS", "Batch", "ComponentMeta", "Components",
-    "DataInfo", "Dataset", "DatasetMeta", "Evaluation", "Extractor", "Features", "FitResult",
-    "Fusion", "LoadedDataset", "MediaRef", "Method", "Metric", "Pretrainer", "Progress",
-    "Recipe", "RunContext", "Schedule", "SilentProgress", "SplitData", "Task", "masked_mean",
-    "POOLINGS", "pool",
+    "CONVENTIONS", "MODALITIES", "POOLINGS", "SPLITS", "TARGETS", "Batch", "ComponentMeta",
+    "Components", "ComposedMethod", "DataInfo", "Dataset", "DatasetMeta", "Evaluation",
+    "Extractor", "Features", "FitResult", "Fusion", "LoadedDataset", "MediaRef", "Method",
+    "Metric", "Pretrainer", "Progress", "Recipe", "RunContext", "Schedule", "SilentProgress",
+    "SplitData", "Task", "masked_mean", "pool",
 ]

@@ -10,7 +10,8 @@ An extractor is an ``nn.Module`` with two halves:
 
 Pooling is the caller's choice (:func:`pool`: ``"tokens"`` keeps every step, ``"cls"`` the
 first, ``"mean"`` the masked mean): a method that fine-tunes an encoder pools as its paper
-says; a dataset that pre-computes features pools as ``data.pooling`` says.
+says; a dataset that pre-computes features pools as its options say
+(``data.options.text_pooling`` etc., which a method may set in its defaults).
 
 :meth:`extract` is the frozen path: ``prepare`` + ``forward`` in eval mode under
 ``torch.no_grad()``, in batches, pooled with the extractor's configured pooling. Datasets use it

@@ -21,17 +21,27 @@ def leaderboard_command(
     Path("leaderboards") / "comparisons.toml",
     check: Annotated[bool, typer.Option("--check", help="write nothing; exit 1 if the markdown "
                                                         "on disk differs from the results")] = False,
+    show: Annotated[bool, typer.Option("--print", help="write nothing; print the markdown of "
+                                                       "every dataset to stdout")] = False,
 ) -> None:
     """Rebuild leaderboards/*.md: one table per dataset and setting, mean ± sample std over seeds."""
     from rich.console import Console
 
-    from ..leaderboard import generate, write_or_check
+    from ..errors import MsabenchError
+    from ..leaderboard import dataset_pages, generate, write_or_check
 
+    if check and show:
+        raise MsabenchError("--check and --print exclude each other: --check compares the "
+                            "markdown on disk, --print only prints it")
     console = Console()
     files = generate(results, reported, results_label=results.as_posix(),
                      comparisons_file=comparisons)
     if not files:
         console.print(f"no result files under {results}; nothing to generate")
+    if show:
+        if files:
+            typer.echo(dataset_pages(files))
+        return
     differing = write_or_check(files, out, check)
     if check:
         if differing:

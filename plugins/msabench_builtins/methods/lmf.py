@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import torch
 
-from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method
+from msabench.api import ComponentMeta, Components, ComposedMethod, DataInfo
 
 from .tfn import MMSA_DATASETS
 
@@ -58,7 +58,7 @@ def _sections(p: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-class LMF(Method):
+class LMF(ComposedMethod):
     """LMF: unimodal subnets, modality-specific low-rank factors, raw scalar output."""
 
     name = "lmf"
@@ -88,20 +88,18 @@ class LMF(Method):
 
     def __init__(self, info: DataInfo, config: Mapping[str, Any], components: Components) -> None:
         super().__init__(info, config, components)
-        cfg = self.config
-        self.modalities = list(info.modalities)
-        self.fusion = components.fusion(
-            "lmf", {m: info.feature_dims[m] for m in self.modalities},
-            hidden=dict(cfg["hidden"]), dropout=dict(cfg["dropout"]), rank=int(cfg["rank"]),
-            output_dim=1)
-        trainable = bool(cfg["train_fusion_weights"])
+        trainable = bool(self.config["train_fusion_weights"])
         self.fusion.fusion_weights.requires_grad_(trainable)
         self.fusion.fusion_bias.requires_grad_(trainable)
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        feats = {m: batch.features[m] for m in self.modalities}
-        masks = {m: batch.mask(m) for m in self.modalities}
-        return {"pred": self.fusion(feats, masks).squeeze(-1)}
+    def fusion_spec(self) -> tuple[str, dict[str, Any]]:
+        cfg = self.config
+        return "lmf", dict(hidden=dict(cfg["hidden"]), dropout=dict(cfg["dropout"]),
+                           rank=int(cfg["rank"]), output_dim=1)
+
+    def head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The fusion's output is the prediction (no head)."""
+        return {"pred": fused.squeeze(-1)}
 
     def configure_optimizer(self, train: Mapping[str, Any]) -> torch.optim.Optimizer:
         factors = list(self.fusion.factors.values())

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method, Schedule
+from msabench.api import ComponentMeta, Components, ComposedMethod, DataInfo, Schedule
 
 #: model keys handed to the ``mult`` fusion unchanged
 FUSION_KEYS = ("dim", "num_heads", "num_layers", "mem_layers", "kernel_sizes", "attn_mask",
@@ -59,7 +59,7 @@ _SIMS = {  # MMSA trains until early stopping (8 epochs); 100 is our cap
 }
 
 
-class MulT(Method):
+class MulT(ComposedMethod):
     """MulT: crossmodal transformers over unaligned sequences, residual MLP head, L1 loss."""
 
     name = "mult"
@@ -112,22 +112,18 @@ class MulT(Method):
     def __init__(self, info: DataInfo, config: Mapping[str, Any], components: Components) -> None:
         super().__init__(info, config, components)
         cfg = self.config
-        self.modalities = list(info.modalities)
-        self.fusion = components.fusion(
-            "mult", {m: info.feature_dims[m] for m in self.modalities},
-            **{k: cfg[k] for k in FUSION_KEYS if k in cfg})
         width = self.fusion.output_dim
         self.out_dropout = float(cfg["out_dropout"])
         self.proj1 = nn.Linear(width, width)
         self.proj2 = nn.Linear(width, width)
         self.out_layer = nn.Linear(width, 1)
 
-    def forward(self, batch: Batch,
-                cross_scale: Mapping[tuple[str, str], torch.Tensor | float] | None = None,
-                ) -> dict[str, torch.Tensor]:
-        feats = {m: batch.features[m] for m in self.modalities}
-        masks = {m: batch.mask(m) for m in self.modalities}
-        fused = self.fusion(feats, masks, cross_scale=cross_scale)
+    def fusion_spec(self) -> tuple[str, dict[str, Any]]:
+        return "mult", {k: self.config[k] for k in FUSION_KEYS if k in self.config}
+
+    def head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The reference's residual output head. ``forward(batch, cross_scale=...)`` passes
+        ``cross_scale`` to the fusion (``fusions/mult.py``)."""
         hidden = self.proj2(F.dropout(F.relu(self.proj1(fused)), self.out_dropout,
                                       self.training)) + fused
         return {"pred": self.out_layer(hidden).squeeze(-1), "fused": fused}

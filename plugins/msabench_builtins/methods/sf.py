@@ -12,10 +12,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method
+from msabench.api import ComponentMeta, Components, ComposedMethod, DataInfo
 
 
-class SF(Method):
+class SF(ComposedMethod):
     """Shallow (late) fusion: pooled unimodal features -> fusion -> MLP -> sentiment score."""
 
     name = "sf"
@@ -33,12 +33,8 @@ class SF(Method):
     }
 
     def __init__(self, info: DataInfo, config: Mapping[str, Any], components: Components) -> None:
-        super().__init__(info, config, components)
+        super().__init__(info, config, components)  # modalities and model.fusion
         cfg = self.config
-        self.modalities = list(info.modalities)
-        self.fusion = components.fusion(
-            cfg["fusion"], {m: info.feature_dims[m] for m in self.modalities},
-            **dict(cfg["fusion_params"]))
         width = self.fusion.output_dim
         self.norm = nn.BatchNorm1d(width) if cfg["input_norm"] else nn.Identity()
         layers: list[nn.Module] = []
@@ -48,8 +44,5 @@ class SF(Method):
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        feats = {m: batch.features[m] for m in self.modalities}
-        masks = {m: batch.mask(m) for m in self.modalities}
-        fused = self.fusion(feats, masks)
+    def head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"pred": self.mlp(self.norm(fused)).squeeze(-1), "fused": fused}

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method
+from msabench.api import ComponentMeta, Components, ComposedMethod, DataInfo
 from msabench.errors import ConfigError
 
 from ..nn import FastDropout, fused_adam
@@ -68,7 +68,7 @@ def scale_to_range(y: torch.Tensor, label_range: tuple[float, float]) -> torch.T
     return torch.sigmoid(y) * (hi - lo) + lo
 
 
-class TFN(Method):
+class TFN(ComposedMethod):
     """TFN: tensor fusion of unimodal subnets, post-fusion MLP, sigmoid scaled to the labels."""
 
     name = "tfn"
@@ -97,11 +97,6 @@ class TFN(Method):
     def __init__(self, info: DataInfo, config: Mapping[str, Any], components: Components) -> None:
         super().__init__(info, config, components)
         cfg = self.config
-        self.modalities = list(info.modalities)
-        self.fusion = components.fusion(
-            "tfn", {m: info.feature_dims[m] for m in self.modalities},
-            hidden=dict(cfg["hidden"]), text_out=int(cfg["text_out"]),
-            dropout=dict(cfg["dropout"]))
         post = int(cfg["post_fusion_dim"])
         width = self.fusion.output_dim
         if post < 1:
@@ -120,14 +115,17 @@ class TFN(Method):
             nn.Linear(post, post), nn.ReLU(),
             nn.Linear(post, 1))
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        feats = {m: batch.features[m] for m in self.modalities}
-        masks = {m: batch.mask(m) for m in self.modalities}
-        y = self.post_fusion(self.fusion(feats, masks)).squeeze(-1)
+    def fusion_spec(self) -> tuple[str, dict[str, Any]]:
+        cfg = self.config
+        return "tfn", dict(hidden=dict(cfg["hidden"]), text_out=int(cfg["text_out"]),
+                           dropout=dict(cfg["dropout"]))
+
+    def head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
+        y = self.post_fusion(fused).squeeze(-1)
         return {"pred": scale_to_range(y, self.info.label_range)}
 
     def configure_optimizer(self, train: Mapping[str, Any]) -> torch.optim.Optimizer:
         """Adam as in MMSA, fused (one kernel) where torch supports it: the 9M-weight
         post-fusion layer made the foreach update a fifth of a CPU training step."""
-        return fused_adam([p for p in self.parameters() if p.requires_grad],
+        return fused_adam(self.trainable_parameters(),
                           lr=float(train["lr"]), weight_decay=float(train.get("weight_decay", 0.0)))
