@@ -23,6 +23,10 @@ def leaderboard_command(
                                                         "on disk differs from the results")] = False,
     show: Annotated[bool, typer.Option("--print", help="write nothing; print the markdown of "
                                                        "every dataset to stdout")] = False,
+    head: Annotated[str, typer.Option(
+        help="whose metrics the tables show: pred (the multimodal head, default) or another "
+             "head a method declares, e.g. pred_text; a head other than pred implies --print")
+    ] = "pred",
 ) -> None:
     """Rebuild leaderboards/*.md: one table per dataset and setting, mean ± sample std over seeds."""
     from rich.console import Console
@@ -30,14 +34,17 @@ def leaderboard_command(
     from ..errors import MsabenchError
     from ..leaderboard import dataset_pages, generate, write_or_check
 
+    show = show or head != "pred"  # per-head tables are printed, never committed
     if check and show:
-        raise MsabenchError("--check and --print exclude each other: --check compares the "
-                            "markdown on disk, --print only prints it")
+        raise MsabenchError("--check and --print (or --head) exclude each other: --check "
+                            "compares the markdown on disk, --print only prints it")
     console = Console()
     files = generate(results, reported, results_label=results.as_posix(),
-                     comparisons_file=comparisons)
+                     comparisons_file=comparisons, head=head)
     if not files:
-        console.print(f"no result files under {results}; nothing to generate")
+        console.print(f"no result files under {results}" + (f" with a head {head!r}"
+                                                              if head != "pred" else "")
+                      + "; nothing to generate")
     if show:
         if files:
             typer.echo(dataset_pages(files))
