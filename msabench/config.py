@@ -279,6 +279,24 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def overrides(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``config`` that matter and differ from ``defaults``, flattened
+    (``{"train.lr": 0.0003}``); a key the defaults lack maps to its value, a key only the
+    defaults have maps to None. Stored in every result so leaderboards can print a legend."""
+    now = flatten(identity_view(config))
+    base = flatten(identity_view(defaults))
+    raw = flatten(config)
+    out = {}
+    for key in sorted(set(now) | set(base)):
+        if now.get(key) == base.get(key):
+            continue
+        value = now[key] if key in now else raw.get(key)
+        if value is None or value == {}:
+            continue  # an implied value (a key left at its neutral default) or an empty table
+        out[key] = value
+    return out
+
+
 def variant_name(config: Mapping[str, Any], defaults: Mapping[str, Any], tag: str | None) -> str:
     """How a run's config differs from the method's defaults, as a short stable name.
 

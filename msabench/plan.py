@@ -79,6 +79,8 @@ class Plan:
     capped: list[str] = field(default_factory=list)
     #: fingerprints of the dataset's input files (msabench.fingerprint)
     data_files: dict[str, Any] = field(default_factory=dict)
+    #: what differs from the method's defaults, flattened (config.overrides)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_data_dir(dataset: str, cli_dir: Path | None, config_dir: str | None) -> Path | None:
@@ -116,7 +118,8 @@ def prepare(spec: RunSpec, registry: Registry) -> Plan:
     variant = cfg.variant_name(config, defaults, spec.tag or file_cfg.get("tag"))
     data_dir = resolve_data_dir(spec.dataset, spec.data_dir, file_cfg.get("data_dir"))
     return Plan(method_cls, dataset_cls, config, config["data"]["setting"], variant, data_dir,
-                cfg.config_hash(config), capped=capped)
+                cfg.config_hash(config), capped=capped,
+                overrides=cfg.overrides(config, defaults))
 
 
 def epoch_caps(config: Mapping[str, Any], registry: Registry, epochs: int) -> dict[str, Any]:

@@ -67,6 +67,10 @@ class RunResult:
     data_files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     prediction_kind: str = "regression"
     heads: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: the config keys that differ from the method's defaults (flattened), for legends
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: test predictions at a glance: fraction predicted positive (> 0), their std
+    prediction_summary: dict[str, float] = dataclasses.field(default_factory=dict)
     test_loss: float | None = None
     not_applicable: list[str] = dataclasses.field(default_factory=list)
     metric_warnings: list[str] = dataclasses.field(default_factory=list)
@@ -102,7 +106,7 @@ class RunResult:
             if f.name not in ("provenance", "extra"):
                 out[f.name] = getattr(self, f.name)
         if self.schema_version < 2:  # a version-1 record is written back as it was read
-            for key in ("data_files", "heads"):
+            for key in ("data_files", "heads", "overrides", "prediction_summary"):
                 if not out[key]:
                     del out[key]
         out.update(self.provenance)

@@ -55,10 +55,13 @@ def test_mean_and_sample_std_per_method(results):
     assert f"{statistics.mean(accs) * 100:.2f} ± {statistics.stdev(accs) * 100:.2f}" in alpha
     assert f"{statistics.mean(maes):.3f} ± {statistics.stdev(maes):.3f}" in alpha
     assert "| 3 " in alpha  # number of seeds
-    # best per column: beta has the best accuracy, alpha the best (lowest) MAE
-    beta = _row(md, "beta")
-    assert "**79.00 ± 1.41**" in beta
+    # best per column among rows with the usual seed count (3): beta has the highest accuracy
+    # but only 2 seeds, so it is marked and never bold; alpha is best in both columns
+    beta = _row(md, "beta ‡")
+    assert "79.00 ± 1.41" in beta and "**" not in beta
+    assert f"**{statistics.mean(accs) * 100:.2f}" in alpha
     assert f"**{statistics.mean(maes):.3f}" in alpha
+    assert "‡ Fewer seeds than the table's usual 3" in md
     assert "**" not in _row(md, "alpha (m-t)")
     assert "Acc2-has0" in md and "percentages" in md
 
@@ -81,12 +84,12 @@ def test_reported_rows_are_separate(results, tmp_path):
     assert "paper-x" not in measured
     assert "| paper-x" in reported and "99.00" in reported
     # a reported 99% must not steal the best mark from measured rows
-    assert "**79.00 ± 1.41**" in measured
+    assert "**72.00 ± 2.00**" in measured
     # a key no measured column has (a convention-free "acc2") gets its own column
     rep.write_text('[[row]]\ndataset = "toy"\nmethod = "paper-y"\nsource = "Paper Y"\n'
                    'note = "own split"\nmetrics = { acc2 = 0.7314, mae = 0.2 }\n')
     reported = generate(root, rep)["toy.md"].partition("Reported (published")[2]
-    assert "acc2 (as reported)" in reported and "0.7314" in reported
+    assert "acc2 (as reported)" in reported and "73.14" in reported  # one unit per column
     assert "Paper Y (own split)" in _row(reported, "paper-y")
 
 
@@ -194,3 +197,39 @@ def test_probability_mapped_rows_are_marked(results):
     md = generate(root)["toy.md"]
     assert _row(md, "clf †") and "† A binary classifier" in md
     assert "alpha †" not in md
+
+
+def test_degenerate_rows_legend_units_and_variant_comparisons(tmp_path):
+    """Issue 15: a one-class row is flagged, every variant gets a legend line, reported-only
+    keys use the unit of their kind, and variants are compared with their default."""
+    from msabench.leaderboard import generate
+
+    root = tmp_path / "results"
+    for i, seed in enumerate((1, 2, 3)):
+        ok = _result("gamma", seed, 0.70 + 0.01 * i, 1.0 - 0.01 * i)
+        ok["config"] = {"train": {"lr": 0.001}}
+        write_result(result_path(root, "toy", "default", "gamma", "default", seed), ok)
+        var = _result("gamma", seed, 0.75 + 0.012 * i, 0.9 - 0.01 * i, variant="fast")
+        var["config"] = {"train": {"lr": 0.01}}  # a v1 file: no stored overrides
+        write_result(result_path(root, "toy", "default", "gamma", "fast", seed), var)
+        flat = _result("delta", seed, 0.379, 1.3 + 0.01 * i)
+        write_result(result_path(root, "toy", "default", "delta", "default", seed), flat)
+        new = _result("eps", seed, 0.6 + 0.01 * i, 1.1, variant="tagged")
+        new.update({"schema_version": 2, "overrides": {"model.hidden": 64},
+                    "prediction_summary": {"positive_fraction": 1.0, "std": 0.1}})
+        write_result(result_path(root, "toy", "default", "eps", "tagged", seed), new)
+    reported = tmp_path / "reported.toml"
+    reported.write_text('[[row]]\ndataset = "toy"\nmethod = "paper"\nsource = "a paper"\n'
+                        'metrics = { acc2 = 0.7314, acc2_has0 = 0.75 }\n')
+    md = generate(root, reported)["toy.md"]
+    assert _row(md, "delta ⚠")  # identical accuracies on every seed
+    assert _row(md, "eps (tagged) ⚠")  # predicts one class (recorded positive fraction 1.0)
+    assert "⚠" not in _row(md, "gamma ")
+    assert "- `gamma (fast)`: train.lr = 0.01" in md  # derived from the default row
+    assert "- `eps (tagged)`: model.hidden = 64" in md  # stored in the result
+    paper = _row(md, "paper")
+    assert "73.14" in paper and "0.7314" not in paper and "75.00" in paper
+    assert "**Variants against their method's default**" in md
+    row = [line for line in md.splitlines() if line.startswith("| gamma (fast) ")][-1]
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[2] == "3" and cells[3].startswith("+5.20 (p ") and cells[3].endswith("*")
