@@ -25,13 +25,17 @@ official CH-SIMS v2 table has one clip (``test11$_$00006``) labelled -0.1.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from msabench.api.dataset import SPLITS
 from msabench.errors import DataError
+
+from .problems import coded
 
 ID_SEP = "$_$"
 REQUIRED = ("video_id", "clip_id", "label", "label_T", "label_A", "label_V", "mode")
@@ -48,6 +52,26 @@ def sims_id(video_id: str, clip_id: str) -> str:
 
 def _line(index: int) -> str:
     return f"line {index + 2}"  # header is line 1
+
+
+_UNSAFE_ID = re.compile(r"[/\\:\x00-\x1f\x7f]")
+
+
+def check_path_ids(path: Path, column: str, values: Sequence[str]) -> None:
+    """Refuse ids that would leave ``Raw/`` when joined into ``Raw/<video_id>/<clip_id>.mp4``.
+
+    ``video_id`` and ``clip_id`` name one folder and one file: an id holding ``/``, ``\\``,
+    ``:`` or a control character, or equal to ``.`` / ``..``, is refused with the line, so a
+    crafted table cannot make msabench read (and extract features from) files outside the
+    dataset folder. Values are assumed stripped.
+    """
+    for i, v in enumerate(values):
+        if v in (".", "..") or _UNSAFE_ID.search(v):
+            raise coded(DataError(
+                f"{path}: column {column!r} on {_line(i)} is {v!r}: ids name a folder or file "
+                "under Raw/ (Raw/<video_id>/<clip_id>.mp4), so they may not contain '/', '\\', "
+                "':' or control characters, nor be '.' or '..'; this one would reach outside "
+                "the dataset folder - fix the label table"), "path-escape")
 
 
 def read_sims_labels(path: Path | str) -> pd.DataFrame:
@@ -81,6 +105,7 @@ def read_sims_labels(path: Path | str) -> pd.DataFrame:
         if empty.any():
             raise DataError(f"{path}: {int(empty.sum())} empty {col!r} value(s), first at "
                             f"{_line(int(np.argmax(empty.to_numpy())))}")
+        check_path_ids(path, col, df[col].tolist())
 
     labels: dict[str, np.ndarray] = {}
     for col in LABEL_COLUMNS:

@@ -10,7 +10,10 @@
 ``<video_id>$_$<clip_id>``, as in the MMSA pickles. ``mode`` is ``train``/``valid``/``test``.
 ``label`` is required, ``label_T/_A/_V`` become the unimodal labels when present, ``text``
 is required only with a text extractor (and becomes ``SplitData.texts`` when present);
-``annotation`` and other columns are ignored.
+``annotation`` and other columns are ignored. Both ids name one folder and one file under
+``Raw/``: an id holding ``/``, ``\\``, ``:`` or a control character, or equal to ``.``/``..``,
+is refused (:func:`~.chsims.check_path_ids`), and so is a clip whose path resolves outside
+``Raw/`` (a symlink), so a label table cannot make msabench read files elsewhere.
 
 :func:`load_raw` runs one extractor per modality: text on ``text``, audio on the waveform
 decoded at the extractor's ``sample_rate`` option (default 16 kHz), vision on the frames
@@ -56,6 +59,7 @@ from msabench.api.extractor import Extractor
 from msabench.errors import DataError
 
 from .archive import UNIMODAL_KEYS
+from .problems import coded
 from .raw_cache import _FeatureStore, _FileDigests, _text_digest, file_digest  # noqa: F401
 
 COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V",
@@ -108,6 +112,10 @@ def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
         if empty:
             raise DataError(f"{label}: column {col!r} is empty on {len(empty)} row(s), first on "
                             f"line {empty[0] + 2}")
+    from .chsims import check_path_ids
+
+    check_path_ids(label, "video_id", video)
+    check_path_ids(label, "clip_id", clip)
     ids = [f"{v}{ID_SEP}{c}" for v, c in zip(video, clip)]
     seen: dict[str, int] = {}
     for i, sid in enumerate(ids):
@@ -155,6 +163,14 @@ def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
 
 def _media_paths(root: Path, table: _Table) -> list[Path]:
     paths = [root / "Raw" / v / f"{c}.mp4" for v, c in zip(table.video, table.clip)]
+    base = (root / "Raw").resolve()
+    for sid, p in zip(table.ids, paths):  # ids are checked; a symlinked clip may still leave
+        real = p.resolve()
+        if p.exists() and not real.is_relative_to(base):
+            raise coded(DataError(
+                f"{p}: clip {sid!r} resolves to {real}, outside {base}; msabench reads clips "
+                "only from inside the dataset's Raw/ folder - replace the link by the file"),
+                "path-escape")
     missing = [i for i, p in enumerate(paths) if not p.is_file()]
     if missing:
         listed = "\n".join(f"  {table.ids[i]}: expected {paths[i]}" for i in missing[:MAX_LISTED])
