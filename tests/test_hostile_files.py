@@ -628,3 +628,56 @@ def test_symlinked_clip_outside_raw_is_refused(tmp_path):
     msg = str(err.value)
     assert err.value.code == "path-escape" and "video_0003$_$0007" in msg
     assert f"resolves to {secret}, outside {(root / 'Raw').resolve()}" in msg
+
+
+# ============================================================================================
+# 9. the threat model: the allow-list and the problem codes are exactly what docs/datasets.md says
+
+EXPECTED_ALLOWED_GLOBALS = {
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+    "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
+    "numpy.ndarray", "numpy.dtype", "_codecs.encode", "collections.OrderedDict",
+}
+
+
+def _threat_model() -> str:
+    text = (ROOT / "docs" / "datasets.md").read_text(encoding="utf-8")
+    start = text.index("## Threat model: untrusted dataset files")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_the_unpickler_allow_list_does_not_grow():
+    """Adding a global to safe_pickle.ALLOWED_GLOBALS must be a deliberate, reviewed change:
+    update this set AND the table in docs/datasets.md (why the new entry is safe)."""
+    assert set(safe_pickle.ALLOWED_GLOBALS) == EXPECTED_ALLOWED_GLOBALS
+    doc = _threat_model()
+    for name in EXPECTED_ALLOWED_GLOBALS:
+        assert f"`{name}`" in doc, f"docs/datasets.md's threat model does not explain {name}"
+    # nothing resolves to a callable that could run code: every resolver gives our wrappers,
+    # the marker or OrderedDict
+    resolved = {name: resolve() for name, resolve in safe_pickle.ALLOWED_GLOBALS.items()}
+    wrappers = {safe_pickle._reconstruct, safe_pickle._scalar, safe_pickle._frombuffer,
+                safe_pickle._dtype, safe_pickle._latin1_encode, safe_pickle._NDARRAY,
+                collections.OrderedDict}
+    assert all(any(obj is w for w in wrappers) for obj in resolved.values()), resolved
+
+
+def test_every_problem_code_is_documented_with_its_severity():
+    from msabench.cli.data import CHECK_CODES
+    from msabench_builtins.datasets.problems import CODES
+
+    doc = _threat_model()
+    for code in CODES:
+        assert f"| `{code}` | error |" in doc, code
+    for code, severity in CHECK_CODES.items():
+        assert f"| `{code}` | {severity} |" in doc, code
+
+
+@pytest.mark.parametrize("codec, text", [("zlib", "x"), ("rot13", "x"), ("latin1", b"x")])
+def test_codecs_encode_is_latin1_on_str_only(tmp_path, codec, text):
+    path = dump({"x": Reduce(__import__("_codecs").encode, (text, codec))},
+                tmp_path / "codec.pkl", 2)
+    with pytest.raises(DataError, match="_codecs.encode is asked for codec") as err:
+        safe_pickle.safe_load(path)
+    assert err.value.code == "unsafe-pickle"

@@ -21,7 +21,8 @@ entry resolves to (docs/datasets.md, "Threat model", says why each is safe):
 * ``numpy[._]core.multiarray.scalar`` -> :func:`_scalar`: NumPy scalars (e.g. an
   ``np.float64`` label) of the same plain kinds, no object dtype;
 * ``numpy[._]core.numeric._frombuffer`` -> :func:`_frombuffer`: protocol-5 arrays, same checks;
-* ``_codecs.encode`` - how Python 3 writes ``bytes`` (an array's raw data) at protocol <= 2;
+* ``_codecs.encode`` -> :func:`_latin1_encode`: how Python 3 writes ``bytes`` (an array's raw
+  data) at protocol <= 2, ``encode(str, 'latin1')``; no other codec;
 * ``collections.OrderedDict`` - a dict subclass some re-saved files use.
 
 **Arrays from raw memory.** ``BUILD`` can rewrite a dtype object after it is created
@@ -230,6 +231,15 @@ def _frombuffer(buf: Any, dt: Any, shape: Any, order: Any, axis_order: Any = Non
     return _numpy_attr("numeric", "_frombuffer")(buf, dt, shape, order, axis_order)
 
 
+def _latin1_encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles ``bytes`` at protocol <= 2:
+    ``encode(bytes_as_latin1_str, 'latin1')``; no other codec is looked up."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise RefusedContent(f"_codecs.encode is asked for codec {encoding!r} on a "
+                             f"{type(text).__name__}; a pickle only ever uses 'latin1' on a str")
+    return codecs.encode(text, "latin1")
+
+
 #: "module.name" -> resolver of the object; nothing else is ever resolved
 ALLOWED_GLOBALS: dict[str, Callable[[], Any]] = {
     "numpy.core.multiarray._reconstruct": lambda: _reconstruct,
@@ -240,7 +250,7 @@ ALLOWED_GLOBALS: dict[str, Callable[[], Any]] = {
     "numpy._core.numeric._frombuffer": lambda: _frombuffer,
     "numpy.ndarray": lambda: _NDARRAY,
     "numpy.dtype": lambda: _dtype,
-    "_codecs.encode": lambda: codecs.encode,
+    "_codecs.encode": lambda: _latin1_encode,
     "collections.OrderedDict": lambda: collections.OrderedDict,
 }
 
