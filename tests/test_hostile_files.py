@@ -358,12 +358,18 @@ def test_other_forgeries_are_refused(tmp_path, forged, words):
 # 2. size claims beyond the file (used to end in numpy's _ArrayMemoryError)
 
 def raw_pickle_claims(tmp_path: Path) -> list[tuple[str, Path]]:
-    """Opcode-level claims: a 1 TiB BINBYTES8 payload and a memo index of 4 billion."""
-    binbytes8 = b"\x80\x04" + b"\x8e" + struct.pack("<Q", 1 << 40) + b"tiny" + b"."
-    memo = b"\x80\x04" + b"N" + b"r" + struct.pack("<I", 0xFFFFFFF0) + b"."
-    (tmp_path / "binbytes8.pkl").write_bytes(binbytes8)
-    (tmp_path / "memo.pkl").write_bytes(memo)
-    return [("binbytes8", tmp_path / "binbytes8.pkl"), ("memo", tmp_path / "memo.pkl")]
+    """Opcode-level claims: a 1 TiB BINBYTES8 payload, a BINSTRING whose length the C unpickler
+    reads as unsigned (4 GiB; found by the fuzz test), and memo indexes of 4 billion, binary
+    and as text the C unpickler parses like int() (underscores, a sign)."""
+    files = {
+        "binbytes8": b"\x80\x04" + b"\x8e" + struct.pack("<Q", 1 << 40) + b"tiny" + b".",
+        "binstring": b"\x80\x02" + b"T" + struct.pack("<I", 0xFFFFFF4A) + b"x" + b".",
+        "memo": b"\x80\x04" + b"N" + b"r" + struct.pack("<I", 0xFFFFFFF0) + b".",
+        "memo-text": b"N" + b"p +4_294_967_280\n" + b".",
+    }
+    for name, raw in files.items():
+        (tmp_path / f"{name}.pkl").write_bytes(raw)
+    return [(name, tmp_path / f"{name}.pkl") for name in files]
 
 
 def npy_member(arr_header_shape: tuple[int, ...], data: bytes) -> bytes:
@@ -407,8 +413,12 @@ def test_terabyte_claims_are_refused_before_allocating(tmp_path):
                    "3.6 TiB", "holds 64 bytes of array data")
     assert_refused(results, "binbytes8", tmp_path / "binbytes8.pkl", "oversized-claim",
                    "BINBYTES8 payload of 1.0 TiB", "only 5 bytes of the 16 bytes file")
+    assert_refused(results, "binstring", tmp_path / "binstring.pkl", "oversized-claim",
+                   "BINSTRING payload of 4.0 GiB", "only 2 bytes of the 9 bytes file")
     assert_refused(results, "memo", tmp_path / "memo.pkl", "oversized-claim",
                    "memo entry 4294967280 after only 3 opcodes")
+    assert_refused(results, "memo-text", tmp_path / "memo-text.pkl", "oversized-claim",
+                   "memo entry 4294967280 after only 2 opcodes")
 
 
 # ============================================================================================

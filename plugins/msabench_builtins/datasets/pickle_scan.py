@@ -51,7 +51,9 @@ def _table() -> dict[int, tuple[int, int, bool]]:
             out[code] = (_LINE2 if two else _LINE, 0, False)
         else:
             width, signed = widths[arg.n]
-            out[code] = (_COUNTED, width, signed)
+            # the C unpickler reads BINSTRING's length as UNSIGNED (pickletools says signed):
+            # 0xffffff4a asks it for 4 GiB; only LONG4 treats a negative length as an error
+            out[code] = (_COUNTED, width, signed and op.name == "LONG4")
     return out
 
 
@@ -117,10 +119,13 @@ def _walk(mm: mmap.mmap, size: int) -> None:
             end = mm.find(b"\n", pos)
             if end < 0:
                 return
-            if code == _PUT_TEXT:
-                digits = mm[pos:end].strip()
-                if digits.isdigit():
-                    _memo(int(digits), ops, at)
+            if code == _PUT_TEXT:  # parsed as the C unpickler does: " +4_294_967_280" counts
+                try:
+                    index = int(mm[pos:end])
+                except ValueError:
+                    index = None  # the unpickler refuses the line itself
+                if index is not None:
+                    _memo(index, ops, at)
             pos = end + 1
             if kind == _LINE2:
                 end = mm.find(b"\n", pos)
