@@ -184,6 +184,9 @@ def test_a_chsims_file_placed_as_mosi_is_flagged(tmp_path):
     assert "unimodal labels (audio, text, vision" in codes["foreign-keys"]["message"]
     assert "only CH-SIMS / CH-SIMS v2 files carry them" in codes["foreign-keys"]["message"]
     assert s["counts"] == {"error": 2, "warning": 1}  # + split sizes
+    # a run prints the same as notes (the pickle readers add them)
+    assert any("unimodal labels (audio, text, vision)" in n for n in s["notes"])
+    assert any("all labels lie in [-1.000, 1.000]" in n for n in s["notes"])
 
 
 def test_a_genuine_mosi_scale_file_is_not_flagged(tmp_path):
@@ -192,6 +195,7 @@ def test_a_genuine_mosi_scale_file_is_not_flagged(tmp_path):
     assert result.exit_code == 0, result.output
     s = json.loads(result.output)
     assert s["ok"] is True and set(_codes(s)) == {"split-sizes"}
+    assert not any("another dataset" in n for n in s["notes"])
 
 
 @pytest.mark.parametrize("case, code", [("nan", "nonfinite-features"),

@@ -318,7 +318,27 @@ def assemble(path: Path, meta: DatasetMeta, setting: str, splits: Mapping[str, S
     loaded = LoadedDataset(meta=meta, setting=setting, splits=dict(splits),
                            source=source or str(path), notes=notes)
     validate_loaded(loaded, finite_checked=True)
+    notes += foreign_notes(path, meta, loaded.splits)
     return loaded
+
+
+def foreign_notes(path: Path, meta: DatasetMeta, splits: Mapping[str, SplitData]) -> list[str]:
+    """Notes (printed by every run) when the file looks like another dataset's: unimodal labels
+    on a dataset without them, or labels spanning at most a third of the range (a CH-SIMS file
+    placed as MOSI). ``msabench data check`` reports the same as errors."""
+    out = []
+    extra = sorted({m for s in splits.values() for m in s.unimodal})
+    if extra and not meta.unimodal_labels:
+        out.append(f"{path}: the file has unimodal labels ({', '.join(extra)}), which "
+                   f"{meta.name} does not have (CH-SIMS files do): is it from another dataset? "
+                   f"`msabench data check {meta.name}` reports it")
+    y = torch.cat([s.labels for s in splits.values()])
+    lo, hi = meta.label_range
+    if len(y) >= 30 and float(y.max() - y.min()) <= (hi - lo) / 3 + 1e-6:
+        out.append(f"{path}: all labels lie in [{float(y.min()):.3f}, {float(y.max()):.3f}], "
+                   f"a third of {meta.name}'s range [{lo:g}, {hi:g}] at most: is the file from "
+                   f"another dataset? `msabench data check {meta.name}` reports it")
+    return out
 
 
 def validate_loaded(loaded: LoadedDataset, *, finite_checked: bool = False) -> None:
