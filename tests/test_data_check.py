@@ -225,3 +225,11 @@ def test_load_failures_report_the_readers_code(tmp_path, case, code):
     assert [p["code"] for p in s["problems"]] == [code]
     assert s["problems"][0]["severity"] == "error" and str(tmp_path) in s["problems"][0]["message"]
     assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_files_have_their_code(tmp_path):
+    result = _check("mosi", "--data-dir", str(tmp_path), "--json")
+    assert result.exit_code == 2, result.output
+    s = json.loads(result.output)
+    assert [p["code"] for p in s["problems"]] == ["missing-file"]
+    assert "none of the expected files is in" in s["problems"][0]["message"]

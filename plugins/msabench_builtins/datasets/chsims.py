@@ -83,13 +83,14 @@ def read_sims_labels(path: Path | str) -> pd.DataFrame:
     path = Path(path).expanduser()
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise DataError(f"{path}: label table not found ({path.resolve()} {what}); pass the "
-                        "dataset's label.csv")
+        raise coded(DataError(f"{path}: label table not found ({path.resolve()} {what}); pass "
+                              "the dataset's label.csv"), "missing-file")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot parse as CSV ({exc}); label.csv must be a "
-                        "comma-separated UTF-8 table with a header line") from None
+        raise coded(DataError(f"{path}: cannot parse as CSV ({exc}); label.csv must be a "
+                              "comma-separated UTF-8 table with a header line"),
+                    "corrupt-file") from None
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:

@@ -91,7 +91,8 @@ def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
     try:
         df = pd.read_csv(label, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{label}: cannot read as CSV ({exc}); {LAYOUT}") from None
+        raise coded(DataError(f"{label}: cannot read as CSV ({exc}); {LAYOUT}"),
+                    "corrupt-file") from None
     df.columns = [str(c).strip() for c in df.columns]
     required = REQUIRED + (("text",) if need_text else ())
     missing = [c for c in required if c not in df.columns]
@@ -210,8 +211,8 @@ def load_raw(root: Path | str, *, meta: DatasetMeta, setting: str,
     if not label.is_file():
         where = root.resolve()
         why = "does not exist" if not root.exists() else "has no label.csv"
-        raise DataError(f"{label}: label.csv not found ({where} {why}); {LAYOUT} (check "
-                        f"--data-dir / MSABENCH_DATA_DIR)")
+        raise coded(DataError(f"{label}: label.csv not found ({where} {why}); {LAYOUT} (check "
+                              f"--data-dir / MSABENCH_DATA_DIR)"), "missing-file")
     if setting not in meta.settings:
         raise DataError(f"dataset {meta.name} has no setting {setting!r}; "
                         f"settings: {', '.join(meta.settings)}")
