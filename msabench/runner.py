@@ -218,6 +218,7 @@ def load_dataset(plan: Plan, progress: Progress) -> tuple[Any, dict[str, Any]]:
 
     started = time.perf_counter()
     data = open_dataset(plan)
+    data.check_magnitudes()
     data, record = preprocess.prepare(data, plan.config["data"])
     progress.print(f"loaded {plan.dataset_cls.name}/{plan.setting} "
                    f"({', '.join(f'{k} {v}' for k, v in data.sizes().items())}) "

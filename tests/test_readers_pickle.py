@@ -227,8 +227,9 @@ def test_truncated_and_non_pickle_files(tmp_path):
     good = dump({"a": np.ones(100)}, tmp_path / "good.pkl")
     cut = tmp_path / "cut.pkl"
     cut.write_bytes(good.read_bytes()[:-40])
-    with pytest.raises(DataError, match="truncated, corrupt or not a pickle"):
+    with pytest.raises(DataError, match="truncated, corrupt or") as err:
         safe_load(cut)
+    assert err.value.code == "oversized-claim"  # the last frame claims more than is left
     text = tmp_path / "text.pkl"
     text.write_text("this is not a pickle")
     with pytest.raises(DataError, match=str(text)):
@@ -787,3 +788,23 @@ def test_mmsa_keeps_text_bert_as_extra(tmp_path):
     batch = loaded["train"].batch(torch.tensor([4, 1]))
     assert torch.equal(batch.extras["text_bert"], tb[[4, 1]])
     assert loaded.info().extras == ("text_bert",)
+
+
+def test_structure_fuzz_findings_are_data_errors(tmp_path):
+    """Found by mutating the fixtures' objects (issue 14): a ``text_bert`` key holding None
+    crashed the MMSA reader with a TypeError, and a 0-d array of words the MAG-BERT reader."""
+    from tests.test_hostile_files import MOSI, magbert_obj, mmsa_obj
+
+    data = mmsa_obj()
+    for split in data.values():
+        split["text_bert"] = None  # treated as absent: text lengths are the full L
+    loaded = load_mmsa_pickle(dump(data, tmp_path / "tb.pkl"), meta=MOSI, setting="unaligned")
+    assert "text_bert" not in loaded["train"].extras
+    assert loaded["train"].lengths["text"].tolist() == [4] * len(loaded["train"])
+
+    data = magbert_obj()
+    (words, vis, ac), label, seg = data["dev"][0]
+    data["dev"][0] = ((np.array(0.5), vis, ac), label, seg)
+    with pytest.raises(DataError, match=r"\[dev\]: example 0 \(segment 'vidvalid\[0\]'\): words "
+                                        r"must be a list of strings, found array of shape \(\)"):
+        load_magbert_pickle(dump(data, tmp_path / "mag.pkl"), meta=MOSI, setting="magbert")

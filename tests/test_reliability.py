@@ -225,3 +225,27 @@ def test_an_unwritable_out_is_refused_before_any_work(system, tmp_path):
     blocker.write_text("")
     with pytest.raises(ConfigError, match=f"--out {blocker}: cannot write results there"):
         _toy(system, blocker, [1], lr=1e-3)
+
+
+def test_a_run_on_overflowing_features_stops_before_training_naming_split_and_modality(
+        system, tmp_path):
+    from msabench.errors import DataError
+
+    class Huge(all_hooks_plugin.ToyData):
+        name = "huge-toy"
+        meta = all_hooks_plugin.ToyData.meta.__class__(
+            **{**all_hooks_plugin.ToyData.meta.as_dict(), "name": "huge-toy",
+               "label_range": (-3.0, 3.0), "split_sizes": (192, 64, 64),
+               "modalities": ("text", "audio")})
+
+        def load(self):
+            data = super().load()
+            data.splits["train"].features["audio"][3, 1, 0] = 1e38
+            return data
+
+    system.registry.add("dataset", Huge, plugin="test")
+    spec = RunSpec(method="toy-linear", dataset="huge-toy", out=tmp_path, quiet=True)
+    with pytest.raises(DataError, match=r"\[train\]: modality 'audio' has values of magnitude "
+                                        r"1e\+38"):
+        run(spec, registry=system.registry, progress=QUIET)
+    assert not list(tmp_path.rglob("seed-*.json"))

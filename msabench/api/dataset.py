@@ -244,13 +244,6 @@ class SplitData:
                 bad = int((~torch.isfinite(x)).sum())
                 raise DataError(f"{where}: modality {m!r} has {bad} non-finite values (NaN/inf); "
                                 "fix or drop those samples (MMSA replaces -inf by 0)")
-            peak = _max_abs(x)
-            if peak > MAX_FEATURE_MAGNITUDE:
-                raise DataError(
-                    f"{where}: modality {m!r} has values of magnitude {peak:.3g}; training "
-                    f"arithmetic on them overflows float32 (squares and sums pass 3.4e38). "
-                    f"Rescale the features (values beyond {MAX_FEATURE_MAGNITUDE:.0e} are not "
-                    "real measurements: check the file) or drop those samples")
         for key, x in self.extras.items():
             if x.shape[0] != n:
                 raise DataError(f"{where}: extra {key!r} has {x.shape[0]} rows for {n} samples")
@@ -290,8 +283,9 @@ def _check_labels(where: str, what: str, y: torch.Tensor, n: int,
                 f"outside the dataset range [{lo}, {hi}]")
 
 
-#: features beyond this magnitude overflow float32 in ordinary training arithmetic
-MAX_FEATURE_MAGNITUDE = 1e18
+#: features beyond this magnitude overflow float32 in ordinary training arithmetic: their
+#: squares pass float32's 3.4e38
+MAX_FEATURE_MAGNITUDE = 1.8e19
 
 
 def _max_abs(x: torch.Tensor, rows: int = 256) -> float:
@@ -379,6 +373,21 @@ class LoadedDataset:
                                 f"train's {sorted(mods)}")
             split.validate(where, self.meta.label_range)
         self.validated = True
+
+    def check_magnitudes(self) -> None:
+        """Raise :class:`DataError` naming the split and modality when a finite feature's
+        magnitude overflows float32 training arithmetic (``msabench data check`` reports the
+        same as ``overflow-features``); runs call it before training."""
+        for name, split in self.splits.items():
+            for m, x in split.features.items():
+                peak = _max_abs(x)
+                if peak > MAX_FEATURE_MAGNITUDE:
+                    raise DataError(
+                        f"{self.source or self.meta.name} [{name}]: modality {m!r} has values "
+                        f"of magnitude {peak:.3g}; their squares overflow float32 (max 3.4e38), "
+                        "so training would turn NaN. Rescale or fix the features (values "
+                        f"beyond {MAX_FEATURE_MAGNITUDE:.1e} are not measurements: check the "
+                        "file); msabench data check lists every such value")
 
     def select_modalities(self, modalities: Sequence[str]) -> "LoadedDataset":
         missing = [m for m in modalities if m not in self.modalities]

@@ -1,9 +1,10 @@
 """The msabench utterance archive (``.npz``): a first-class input format.
 
 An archive is an ordinary NumPy ``.npz`` file (a zip of ``.npy`` arrays) with one row per
-sample. msabench opens it with ``numpy.load(path, allow_pickle=False)`` and never unpickles:
-strings must be stored as fixed-width unicode arrays (``np.array(list_of_str)``), never as
-object arrays.
+sample. msabench never unpickles it and checks every member before reading it
+(:class:`~.safe_npz.SafeNpz`: header claims against the zip sizes, decompression bombs,
+symlink entries): strings must be stored as fixed-width unicode arrays
+(``np.array(list_of_str)``), never as object arrays.
 
 ==================  ==================  ====================================================
 key                 shape / dtype       meaning
@@ -51,6 +52,8 @@ from msabench.api.dataset import SPLITS, DatasetMeta, LoadedDataset, SplitData
 from msabench.errors import DataError
 
 from .checks import CHUNK_ROWS, check_label_values, scan_finite
+from .problems import coded
+from .safe_npz import SafeNpz
 
 DEFAULT_MODALITIES = {"text": "text", "audio": "audio", "vision": "vision"}
 UNIMODAL_KEYS = {"label_T": "text", "label_A": "audio", "label_V": "vision"}
@@ -122,21 +125,10 @@ class _Archive:
         return f"sample {sid}{split}"
 
     def get(self, key: str) -> np.ndarray:
+        """The array ``key``, checked by :class:`~.safe_npz.SafeNpz` before it is read."""
         if key not in self.keys:
             raise self.fail(f"missing key {key!r}; keys present: {self.keys_present()}")
-        try:
-            return self.npz[key]
-        except ValueError as exc:
-            if "pickle" in str(exc).lower():
-                raise self.fail(
-                    f"key {key!r} holds a Python-object array, which can only be read by "
-                    "unpickling; msabench never unpickles archives (allow_pickle=False). "
-                    "Re-save it with fixed-width strings (np.array(list_of_str)) or numeric "
-                    "arrays") from None
-            raise self.fail(f"key {key!r} cannot be read ({exc}); re-save the archive") from None
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise self.fail(f"key {key!r} cannot be read ({exc}); the file looks truncated or "
-                            "corrupt, re-create or re-download it") from None
+        return self.npz[key]
 
     def rows(self, key: str, arr: np.ndarray, n: int) -> None:
         if arr.ndim == 0 or arr.shape[0] != n:
@@ -175,12 +167,14 @@ def _scan_features(arc: _Archive, key: str, x: np.ndarray) -> int:
     """Replace -inf by 0 in place; refuse NaN/+inf. Returns the number of -inf replaced."""
     scan = scan_finite(x, chunk_rows=_CHUNK_ROWS)
     if scan.nan:
-        raise arc.fail(f"key {key!r} has {scan.nan} NaN value(s), first in "
-                       f"{arc.where(scan.first_nan)}; msabench never trains on NaN silently: fix "
-                       "the feature extraction or drop those samples")
+        raise coded(arc.fail(f"key {key!r} has {scan.nan} NaN value(s), first in "
+                             f"{arc.where(scan.first_nan)}; msabench never trains on NaN "
+                             "silently: fix the feature extraction or drop those samples"),
+                    "nonfinite-features")
     if scan.posinf:
-        raise arc.fail(f"key {key!r} has {scan.posinf} +inf value(s) (after float32 conversion), "
-                       f"first in {arc.where(scan.first_posinf)}; fix or rescale the features")
+        raise coded(arc.fail(f"key {key!r} has {scan.posinf} +inf value(s) (after float32 "
+                             f"conversion), first in {arc.where(scan.first_posinf)}; fix or "
+                             "rescale the features"), "nonfinite-features")
     return scan.neginf
 
 
@@ -292,19 +286,14 @@ def load_archive(path: Path | str, *, meta: DatasetMeta, setting: str, split_key
     if not path.is_file():
         where = path.resolve()
         what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise DataError(f"{path}: archive not found ({where} {what}); pass the path of the "
-                        f".npz file (check --data-dir / MSABENCH_DATA_DIR)")
+        raise coded(DataError(f"{path}: archive not found ({where} {what}); pass the path of "
+                              "the .npz file (check --data-dir / MSABENCH_DATA_DIR)"),
+                    "missing-file")
     if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: not an .npz archive (not a zip file); an msabench utterance "
-                        "archive is written with numpy.savez (see the archive format docs)")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any failure to open is a data problem
-        raise DataError(f"{path}: cannot open as .npz ({exc}); re-create it with "
-                        "numpy.savez") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: holds a single array, not an .npz archive of named arrays")
-    with npz:
+        raise coded(DataError(f"{path}: not an .npz archive (not a zip file); an msabench "
+                              "utterance archive is written with numpy.savez (see the archive "
+                              "format docs)"), "corrupt-file")
+    with SafeNpz(path) as npz:  # checks each member before NumPy reads it (safe_npz.py)
         return _load(_Archive(path, npz, split_key), meta, setting, modalities,
                      valid_from_train, seed)
 

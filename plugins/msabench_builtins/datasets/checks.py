@@ -18,6 +18,8 @@ import torch
 from msabench.api.dataset import SPLITS, DatasetMeta, LoadedDataset, SplitData
 from msabench.errors import DataError
 
+from .problems import coded
+
 CHUNK_ROWS = 256  # rows per chunk when scanning big feature arrays (bounds temporary memory)
 
 
@@ -154,14 +156,15 @@ class SplitReader:
             x = x.copy()
         scan = scan_finite(x)
         if scan.nan:
-            raise self.fail(
+            raise coded(self.fail(
                 f"key {key!r} has {scan.nan} NaN value(s), first in {self.where(scan.first_nan)}; "
                 "msabench never trains on NaN silently: fix the feature extraction or drop "
-                "those samples")
+                "those samples"), "nonfinite-features")
         if scan.posinf:
-            raise self.fail(
+            raise coded(self.fail(
                 f"key {key!r} has {scan.posinf} +inf value(s) (after float32 conversion), first "
-                f"in {self.where(scan.first_posinf)}; fix or rescale the features")
+                f"in {self.where(scan.first_posinf)}; fix or rescale the features"),
+                "nonfinite-features")
         return x, scan.neginf
 
     def lengths(self, key: str, value: Any, n: int, t: int, of: str,
@@ -214,22 +217,22 @@ def check_label_values(key: str, arr: np.ndarray, label_range: tuple[float, floa
     """NaN, inf and range checks of a float label array; errors name the key and first row."""
     nan = np.isnan(arr)
     if nan.any():
-        raise fail(f"key {key!r} has {int(nan.sum())} NaN label(s), first at "
-                   f"{where(int(np.argmax(nan)))}; drop those samples or fix the "
-                   "labels (msabench never trains on NaN)")
+        raise coded(fail(f"key {key!r} has {int(nan.sum())} NaN label(s), first at "
+                         f"{where(int(np.argmax(nan)))}; drop those samples or fix the "
+                         "labels (msabench never trains on NaN)"), "nonfinite-labels")
     inf = np.isinf(arr)
     if inf.any():
-        raise fail(f"key {key!r} has {int(inf.sum())} infinite label(s), first at "
-                   f"{where(int(np.argmax(inf)))}; fix the labels")
+        raise coded(fail(f"key {key!r} has {int(inf.sum())} infinite label(s), first at "
+                         f"{where(int(np.argmax(inf)))}; fix the labels"), "nonfinite-labels")
     lo, hi = label_range
     out = (arr < lo - 1e-6) | (arr > hi + 1e-6)
     if out.any():
         first = int(np.argmax(out))
-        raise fail(
+        raise coded(fail(
             f"key {key!r} has {int(out.sum())} label(s) outside the dataset range "
             f"[{lo}, {hi}] (span {arr.min():.3f}..{arr.max():.3f}; first {arr[first]:.3f} "
             f"at {where(first)}); check the label scale or that the file belongs to "
-            "this dataset (e.g. a SIMS file read as MOSI)")
+            "this dataset (e.g. a MOSI file read as SIMS)"), "labels-out-of-range")
     return arr.astype(np.float32)
 
 
@@ -315,7 +318,27 @@ def assemble(path: Path, meta: DatasetMeta, setting: str, splits: Mapping[str, S
     loaded = LoadedDataset(meta=meta, setting=setting, splits=dict(splits),
                            source=source or str(path), notes=notes)
     validate_loaded(loaded, finite_checked=True)
+    notes += foreign_notes(path, meta, loaded.splits)
     return loaded
+
+
+def foreign_notes(path: Path, meta: DatasetMeta, splits: Mapping[str, SplitData]) -> list[str]:
+    """Notes (printed by every run) when the file looks like another dataset's: unimodal labels
+    on a dataset without them, or labels spanning at most a third of the range (a CH-SIMS file
+    placed as MOSI). ``msabench data check`` reports the same as errors."""
+    out = []
+    extra = sorted({m for s in splits.values() for m in s.unimodal})
+    if extra and not meta.unimodal_labels:
+        out.append(f"{path}: the file has unimodal labels ({', '.join(extra)}), which "
+                   f"{meta.name} does not have (CH-SIMS files do): is it from another dataset? "
+                   f"`msabench data check {meta.name}` reports it")
+    y = torch.cat([s.labels for s in splits.values()])
+    lo, hi = meta.label_range
+    if len(y) >= 30 and float(y.max() - y.min()) <= (hi - lo) / 3 + 1e-6:
+        out.append(f"{path}: all labels lie in [{float(y.min()):.3f}, {float(y.max()):.3f}], "
+                   f"a third of {meta.name}'s range [{lo:g}, {hi:g}] at most: is the file from "
+                   f"another dataset? `msabench data check {meta.name}` reports it")
+    return out
 
 
 def validate_loaded(loaded: LoadedDataset, *, finite_checked: bool = False) -> None:
@@ -366,8 +389,9 @@ def validate_loaded(loaded: LoadedDataset, *, finite_checked: bool = False) -> N
                     chunk = x[start:start + CHUNK_ROWS]
                     if not bool(torch.isfinite(chunk).all()):
                         bad = int((~torch.isfinite(chunk)).sum())
-                        raise DataError(f"{where}: modality {m!r} has non-finite values "
-                                        f"(NaN/inf; {bad} in rows {start}..{start + len(chunk) - 1})")
+                        raise coded(DataError(
+                            f"{where}: modality {m!r} has non-finite values (NaN/inf; {bad} in "
+                            f"rows {start}..{start + len(chunk) - 1})"), "nonfinite-features")
         for m, u in {"": split.labels, **split.unimodal}.items():
             what = f"unimodal {m} labels" if m else "labels"
             if tuple(u.shape) != (n,):

@@ -25,13 +25,17 @@ official CH-SIMS v2 table has one clip (``test11$_$00006``) labelled -0.1.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from msabench.api.dataset import SPLITS
 from msabench.errors import DataError
+
+from .problems import coded
 
 ID_SEP = "$_$"
 REQUIRED = ("video_id", "clip_id", "label", "label_T", "label_A", "label_V", "mode")
@@ -50,6 +54,26 @@ def _line(index: int) -> str:
     return f"line {index + 2}"  # header is line 1
 
 
+_UNSAFE_ID = re.compile(r"[/\\:\x00-\x1f\x7f]")
+
+
+def check_path_ids(path: Path, column: str, values: Sequence[str]) -> None:
+    """Refuse ids that would leave ``Raw/`` when joined into ``Raw/<video_id>/<clip_id>.mp4``.
+
+    ``video_id`` and ``clip_id`` name one folder and one file: an id holding ``/``, ``\\``,
+    ``:`` or a control character, or equal to ``.`` / ``..``, is refused with the line, so a
+    crafted table cannot make msabench read (and extract features from) files outside the
+    dataset folder. Values are assumed stripped.
+    """
+    for i, v in enumerate(values):
+        if v in (".", "..") or _UNSAFE_ID.search(v):
+            raise coded(DataError(
+                f"{path}: column {column!r} on {_line(i)} is {v!r}: ids name a folder or file "
+                "under Raw/ (Raw/<video_id>/<clip_id>.mp4), so they may not contain '/', '\\', "
+                "':' or control characters, nor be '.' or '..'; this one would reach outside "
+                "the dataset folder - fix the label table"), "path-escape")
+
+
 def read_sims_labels(path: Path | str) -> pd.DataFrame:
     """Read and validate a CH-SIMS (v2) ``label.csv``.
 
@@ -59,13 +83,14 @@ def read_sims_labels(path: Path | str) -> pd.DataFrame:
     path = Path(path).expanduser()
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise DataError(f"{path}: label table not found ({path.resolve()} {what}); pass the "
-                        "dataset's label.csv")
+        raise coded(DataError(f"{path}: label table not found ({path.resolve()} {what}); pass "
+                              "the dataset's label.csv"), "missing-file")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot parse as CSV ({exc}); label.csv must be a "
-                        "comma-separated UTF-8 table with a header line") from None
+        raise coded(DataError(f"{path}: cannot parse as CSV ({exc}); label.csv must be a "
+                              "comma-separated UTF-8 table with a header line"),
+                    "corrupt-file") from None
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
@@ -81,6 +106,7 @@ def read_sims_labels(path: Path | str) -> pd.DataFrame:
         if empty.any():
             raise DataError(f"{path}: {int(empty.sum())} empty {col!r} value(s), first at "
                             f"{_line(int(np.argmax(empty.to_numpy())))}")
+        check_path_ids(path, col, df[col].tolist())
 
     labels: dict[str, np.ndarray] = {}
     for col in LABEL_COLUMNS:

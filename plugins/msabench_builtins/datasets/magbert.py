@@ -125,10 +125,11 @@ def _parse(r: SplitReader, examples: list, dims: dict[str, int]) -> _Parsed:
                          "facet/covarep/glove keys)?") from None
         sid = decode(segment)
         where = f"example {i} (segment {sid!r})"
-        if isinstance(words, (str, bytes)) or not hasattr(words, "__len__"):
+        if isinstance(words, np.ndarray) and words.ndim == 1:
+            words = words.tolist()
+        if not isinstance(words, (list, tuple)):
             raise r.fail(f"{where}: words must be a list of strings, found {_describe(words)}")
-        word_list = [decode(w) for w in (words.tolist() if isinstance(words, np.ndarray)
-                                         else words)]
+        word_list = [decode(w) for w in words]
         for m, pos in MODALITY_PARTS.items():
             part = PART_NAMES[pos]
             a = r.array(f"{part} of {where}", parts[pos - 1])

@@ -117,7 +117,8 @@ def load_mmsa_pickle(path: Path | str, *, meta: DatasetMeta, setting: str) -> Lo
                 lens[m] = np.full(n, t, dtype=np.int64)
                 full_t[m] = t
         out[split] = to_split(ids, feats, lens, labels, unimodal, texts)
-        if "text_bert" in d:  # the published tokenisation, for BERT-based methods
+        if d.get("text_bert") is not None:  # the published tokenisation (checked by
+            # text_lengths), for BERT-based methods
             out[split].extras["text_bert"] = torch.from_numpy(
                 np.ascontiguousarray(d["text_bert"]).astype(np.int64, copy=False))
         del feats

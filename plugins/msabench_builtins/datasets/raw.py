@@ -13,6 +13,10 @@ is required only with a text extractor (and becomes ``SplitData.texts`` when pre
 ``annotation`` and other columns are ignored. With an audio or vision extractor, each clip's
 file is also exposed as ``SplitData.media[m]`` (one :class:`MediaRef` per clip, the whole
 file) for methods that fine-tune an encoder on the raw inputs.
+Both ids name one folder and one file under
+``Raw/``: an id holding ``/``, ``\\``, ``:`` or a control character, or equal to ``.``/``..``,
+is refused (:func:`~.chsims.check_path_ids`), and so is a clip whose path resolves outside
+``Raw/`` (a symlink), so a label table cannot make msabench read files elsewhere.
 
 :func:`load_raw` runs one extractor per modality: text on ``text``, audio on the waveform
 decoded at the extractor's ``sample_rate`` option (default 16 kHz), vision on the frames
@@ -36,7 +40,9 @@ mtime) so a second load reads no media at all. Only missing rows are extracted; 
 rewritten (atomically, :func:`~msabench_builtins.datasets.archive.save_archive`, never
 pickled) after each modality, also when extraction stops with an error or Ctrl-C, so finished
 chunks are kept. Delete the folder to clear it. Sequence features (e.g. ``hf-text`` tokens)
-are stored without their padding and re-padded to the longest clip of the dataset.
+are stored without their padding and re-padded to the longest clip of the dataset. Cache files
+are read back with the checks of :mod:`.safe_npz` (:mod:`.raw_cache`); one that fails them is
+rebuilt, never trusted.
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -57,7 +62,9 @@ from msabench.api.dataset import (MODALITIES, SPLITS, DatasetMeta, LoadedDataset
 from msabench.api.extractor import Extractor
 from msabench.errors import DataError
 
-from .archive import UNIMODAL_KEYS, save_archive
+from .archive import UNIMODAL_KEYS
+from .problems import coded
+from .raw_cache import _FeatureStore, _FileDigests, _text_digest, file_digest  # noqa: F401
 
 COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V",
            "annotation", "mode")
@@ -66,7 +73,6 @@ LAYOUT = ("the raw layout (CH-SIMS v2 / MMSA-FET) is <root>/label.csv with colum
           + ", ".join(COLUMNS) + " and one clip per row at <root>/Raw/<video_id>/<clip_id>.mp4")
 ID_SEP = "$_$"
 MAX_LISTED = 20
-_MIB = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,7 +95,8 @@ def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
     try:
         df = pd.read_csv(label, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{label}: cannot read as CSV ({exc}); {LAYOUT}") from None
+        raise coded(DataError(f"{label}: cannot read as CSV ({exc}); {LAYOUT}"),
+                    "corrupt-file") from None
     df.columns = [str(c).strip() for c in df.columns]
     required = REQUIRED + (("text",) if need_text else ())
     missing = [c for c in required if c not in df.columns]
@@ -110,6 +117,10 @@ def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
         if empty:
             raise DataError(f"{label}: column {col!r} is empty on {len(empty)} row(s), first on "
                             f"line {empty[0] + 2}")
+    from .chsims import check_path_ids
+
+    check_path_ids(label, "video_id", video)
+    check_path_ids(label, "clip_id", clip)
     ids = [f"{v}{ID_SEP}{c}" for v, c in zip(video, clip)]
     seen: dict[str, int] = {}
     for i, sid in enumerate(ids):
@@ -157,6 +168,14 @@ def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
 
 def _media_paths(root: Path, table: _Table) -> list[Path]:
     paths = [root / "Raw" / v / f"{c}.mp4" for v, c in zip(table.video, table.clip)]
+    base = (root / "Raw").resolve()
+    for sid, p in zip(table.ids, paths):  # ids are checked; a symlinked clip may still leave
+        real = p.resolve()
+        if p.exists() and not real.is_relative_to(base):
+            raise coded(DataError(
+                f"{p}: clip {sid!r} resolves to {real}, outside {base}; msabench reads clips "
+                "only from inside the dataset's Raw/ folder - replace the link by the file"),
+                "path-escape")
     missing = [i for i, p in enumerate(paths) if not p.is_file()]
     if missing:
         listed = "\n".join(f"  {table.ids[i]}: expected {paths[i]}" for i in missing[:MAX_LISTED])
@@ -166,107 +185,6 @@ def _media_paths(root: Path, table: _Table) -> list[Path]:
                         f"(the audio/vision extractors read them):\n{listed}{more}\n"
                         f"{LAYOUT}")
     return paths
-
-
-# --------------------------------------------------------------------------------------------
-# digests
-
-def _text_digest(text: str) -> str:
-    return hashlib.sha256(b"text\0" + text.encode("utf-8")).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of the size plus the first and last MiB (the whole file up to 2 MiB)."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(f"file\0{size}\0".encode())
-    with open(path, "rb") as fh:
-        if size <= 2 * _MIB:
-            digest.update(fh.read())
-        else:
-            digest.update(fh.read(_MIB))
-            fh.seek(size - _MIB)
-            digest.update(fh.read(_MIB))
-    return digest.hexdigest()
-
-
-class _FileDigests:
-    """(absolute path, size, mtime_ns) -> digest memo, stored in ``cache_dir``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.memo: dict[tuple[str, int, int], str] = {}
-        self.dirty = False
-        arrays = _read_npz(path, ("path", "size", "mtime", "digest"))
-        if arrays is not None:
-            for p, s, m, d in zip(*(arrays[k].tolist() for k in ("path", "size", "mtime",
-                                                                  "digest"))):
-                self.memo[(p, int(s), int(m))] = d
-
-    def __call__(self, path: Path) -> str:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-        if key not in self.memo:
-            self.memo[key] = file_digest(path)
-            self.dirty = True
-        return self.memo[key]
-
-    def save(self) -> None:
-        if not self.dirty:
-            return
-        keys = sorted(self.memo)
-        save_archive(self.path, {
-            "path": np.array([k[0] for k in keys]),
-            "size": np.array([k[1] for k in keys], np.int64),
-            "mtime": np.array([k[2] for k in keys], np.int64),
-            "digest": np.array([self.memo[k] for k in keys])})
-        self.dirty = False
-
-
-def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """The arrays of a cache file, or None when absent/unreadable (it is then rebuilt)."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not all(k in npz.files for k in keys):
-                return None
-            return {k: npz[k] for k in keys}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return None
-
-
-# --------------------------------------------------------------------------------------------
-# the feature store of one extractor configuration
-
-class _FeatureStore:
-    KEYS = ("key", "digest", "lengths", "values")
-
-    def __init__(self, path: Path, key: str) -> None:
-        self.path, self.key = path, key
-        self.rows: dict[str, np.ndarray] = {}  # digest -> (length, D) float32
-        self.dirty = False
-        arrays = _read_npz(path, self.KEYS)
-        if arrays is None or str(arrays["key"]) != key:
-            return
-        offsets = np.concatenate([[0], np.cumsum(arrays["lengths"])])
-        values = arrays["values"]
-        for j, d in enumerate(arrays["digest"].tolist()):
-            self.rows[d] = values[offsets[j]:offsets[j + 1]]
-
-    def add(self, digest: str, value: np.ndarray) -> None:
-        self.rows[digest] = value
-        self.dirty = True
-
-    def save(self) -> None:
-        if not self.dirty or not self.rows:
-            return
-        digests = sorted(self.rows)
-        save_archive(self.path, {
-            "key": np.array(self.key),
-            "digest": np.array(digests),
-            "lengths": np.array([len(self.rows[d]) for d in digests], dtype=np.int64),
-            "values": np.concatenate([self.rows[d] for d in digests]).astype(np.float32)})
-        self.dirty = False
 
 
 def _slug(text: str) -> str:
@@ -297,8 +215,8 @@ def load_raw(root: Path | str, *, meta: DatasetMeta, setting: str,
     if not label.is_file():
         where = root.resolve()
         why = "does not exist" if not root.exists() else "has no label.csv"
-        raise DataError(f"{label}: label.csv not found ({where} {why}); {LAYOUT} (check "
-                        f"--data-dir / MSABENCH_DATA_DIR)")
+        raise coded(DataError(f"{label}: label.csv not found ({where} {why}); {LAYOUT} (check "
+                              f"--data-dir / MSABENCH_DATA_DIR)"), "missing-file")
     if setting not in meta.settings:
         raise DataError(f"dataset {meta.name} has no setting {setting!r}; "
                         f"settings: {', '.join(meta.settings)}")

@@ -14,7 +14,8 @@ label file (``CMU_MOSI_Opinion_Labels.csd``, ``CMU_MOSEI_Labels.csd``) holds one
 *segment*: row k (0-based, in storage order) of video ``v`` is segment ``v_{k+1}`` (the id
 convention of MMSA and ``mosi_utt.npz``; the SDK's own ``align`` names it ``v[k]``).
 
-:func:`read_csd` opens and validates one file and returns a :class:`CompSeq`;
+:func:`read_csd` (:mod:`.csd`) opens and validates one file (structure, shapes, and the
+links and sizes a crafted file could abuse) and returns a :class:`CompSeq`;
 :func:`read_sdk_labels` turns a label file into flat numpy arrays (ids, labels, split, ...);
 :func:`load_sdk` cuts every modality's frames to the label segments and returns a validated
 :class:`~msabench.api.dataset.LoadedDataset`.
@@ -44,11 +45,8 @@ silence token ``sp`` skipped.
 
 from __future__ import annotations
 
-import json
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -56,6 +54,7 @@ import torch
 from msabench.api.dataset import SPLITS, DatasetMeta, LoadedDataset, SplitData
 from msabench.errors import DataError
 
+from .csd import CompSeq, read_csd  # noqa: F401 - re-exported: sdk.read_csd is public
 from .folds import check_folds, standard_folds
 
 #: the SDK's interval tolerance (``epsilon=10e-6`` in mmsdk/mmdatasdk/dataset/dataset.py)
@@ -64,187 +63,6 @@ EPSILON = 1e-5
 SILENCE_TOKENS = frozenset({"sp"})
 NO_SPLIT = "none"
 _DEFAULT_MAX_BYTES = 8 << 30
-
-
-# --------------------------------------------------------------------------------------------
-# reading one computational sequence
-
-def _h5py():
-    try:
-        import h5py
-    except ImportError:  # pragma: no cover - h5py is installed with the test extras
-        raise DataError("reading CMU-MultimodalSDK .csd files needs h5py; install it with "
-                        "`pip install h5py`") from None
-    return h5py
-
-
-def _decode(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray):
-        return _decode(value.reshape(-1)[0]) if value.size else ""
-    return str(value)
-
-
-def _metadata_value(dataset: Any) -> str:
-    """The SDK stores json.dumps(value) in a (1,) string dataset; return the string value."""
-    raw = dataset[()]
-    text = _decode(raw)
-    try:
-        value = json.loads(text)
-    except (ValueError, TypeError):
-        return text
-    return value if isinstance(value, str) else text
-
-
-@dataclass
-class CompSeq:
-    """One validated computational sequence. Frames are read from disk on access.
-
-    ``videos`` lists the data entries in storage order; ``self[video]`` returns
-    ``(features, intervals)``: features ``(m, n)`` float32 (or ``str`` for word files, see
-    ``kind``) and intervals ``(m, 2)`` float64 seconds. Use ``with cs.opened():`` around many
-    reads to keep one file handle open.
-    """
-
-    path: Path
-    root: str
-    metadata: dict[str, str]
-    videos: tuple[str, ...]
-    kind: str  # "numeric" or "words"
-    dim: int
-    rows: dict[str, int] = field(repr=False, default_factory=dict)
-    _handle: Any = field(default=None, repr=False, compare=False)
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.videos)
-
-    def __contains__(self, video: object) -> bool:
-        return video in self.rows
-
-    @property
-    def data(self) -> "CompSeq":
-        """Mapping view video -> (features, intervals) (the SDK's ``.data``)."""
-        return self
-
-    def keys(self) -> tuple[str, ...]:
-        return self.videos
-
-    @contextmanager
-    def opened(self) -> Iterator["CompSeq"]:
-        if self._handle is not None:
-            yield self
-            return
-        h5py = _h5py()
-        with h5py.File(self.path, "r") as fh:
-            self._handle = fh
-            try:
-                yield self
-            finally:
-                self._handle = None
-
-    def __getitem__(self, video: str) -> tuple[np.ndarray, np.ndarray]:
-        if video not in self.rows:
-            raise DataError(f"{self.path}: no entry for video {video!r} in group "
-                            f"'{self.root}/data' ({len(self.videos)} videos present)")
-        with self.opened():
-            grp = self._handle[self.root]["data"][video]
-            feats = grp["features"][()]
-            ivs = np.asarray(grp["intervals"][()], dtype=np.float64)
-        feats = feats.reshape(-1, 1) if feats.ndim == 1 else feats
-        if ivs.ndim == 1:  # the SDK accepts a single (2,) interval
-            ivs = ivs.reshape(1, 2)
-        if self.kind == "words":
-            flat = [_decode(x) for x in feats[:, 0].tolist()]
-            return np.array(flat, dtype=str).reshape(-1, 1), ivs
-        return np.asarray(feats, dtype=np.float32), ivs
-
-
-def read_csd(path: Path | str) -> CompSeq:
-    """Open and validate one ``.csd`` file (structure, shapes); frames are read on access.
-
-    Raises :class:`DataError` naming the file when it is missing, not HDF5, has no root group,
-    lacks ``<root>/data`` or ``<root>/metadata``, or an entry lacks ``features``/``intervals``
-    or has inconsistent shapes.
-    """
-    h5py = _h5py()
-    path = Path(path).expanduser()
-    if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise DataError(f"{path}: computational sequence not found ({path.resolve()} {what})")
-    if not h5py.is_hdf5(str(path)):
-        raise DataError(f"{path}: not an HDF5 file, so not a CMU-MultimodalSDK computational "
-                        "sequence (.csd); re-download it (an interrupted download or an HTML "
-                        "error page saved as .csd looks like this)")
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open as HDF5 ({exc}); the file looks truncated or "
-                        "corrupt, re-download it") from None
-    with fh:
-        groups = [k for k in fh.keys() if isinstance(fh[k], h5py.Group)]
-        if not groups:
-            raise DataError(f"{path}: no root group; a computational sequence holds one group "
-                            "'<root name>' with 'data' and 'metadata' inside")
-        if len(groups) > 1:
-            with_data = [g for g in groups if "data" in fh[g]]
-            if len(with_data) != 1:
-                raise DataError(f"{path}: {len(groups)} top-level groups "
-                                f"({', '.join(map(repr, groups))}); a computational sequence "
-                                "holds exactly one root group")
-            groups = with_data
-        root = groups[0]
-        rgrp = fh[root]
-        for sub in ("data", "metadata"):
-            if sub not in rgrp or not isinstance(rgrp[sub], h5py.Group):
-                present = ", ".join(repr(k) for k in rgrp.keys()) or "(nothing)"
-                raise DataError(f"{path}: missing group '{root}/{sub}' (the root group holds "
-                                f"{present}); not a complete computational sequence")
-        metadata = {str(k): _metadata_value(rgrp["metadata"][k])
-                    for k in rgrp["metadata"].keys()
-                    if isinstance(rgrp["metadata"][k], h5py.Dataset)}
-        data = rgrp["data"]
-        videos: list[str] = []
-        rows: dict[str, int] = {}
-        kind: str | None = None
-        dim = -1
-        for video in data.keys():
-            grp = data[video]
-            where = f"{path}: entry '{root}/data/{video}'"
-            if not isinstance(grp, h5py.Group):
-                raise DataError(f"{where} is not a group with 'features' and 'intervals'")
-            for name in ("features", "intervals"):
-                if name not in grp or not isinstance(grp[name], h5py.Dataset):
-                    raise DataError(f"{where} has no '{name}' dataset")
-            fshape, ishape = grp["features"].shape, grp["intervals"].shape
-            m = ishape[0] if len(ishape) == 2 else (1 if ishape == (2,) else -1)
-            if m < 0 or (len(ishape) == 2 and ishape[1] != 2):
-                raise DataError(f"{where}: intervals have shape {ishape}, expected (m, 2)")
-            if len(fshape) not in (1, 2) or fshape[0] != m:
-                raise DataError(f"{where}: features have shape {fshape} but intervals "
-                                f"{ishape}; expected (m, n) features for m intervals")
-            n = fshape[1] if len(fshape) == 2 else 1
-            fdtype = grp["features"].dtype
-            this = "words" if fdtype.kind in "SUO" else "numeric"
-            if this == "numeric" and fdtype.kind not in "fiub":
-                raise DataError(f"{where}: features have unsupported dtype {fdtype}")
-            if grp["intervals"].dtype.kind not in "fiu":
-                raise DataError(f"{where}: intervals must be numeric seconds, found dtype "
-                                f"{grp['intervals'].dtype}")
-            if kind is None:
-                kind, dim = this, n
-            elif this != kind:
-                raise DataError(f"{where}: {this} features in a file whose other entries hold "
-                                f"{kind} features")
-            elif n != dim and m > 0:
-                raise DataError(f"{where}: features have {n} columns, other entries {dim}")
-            videos.append(str(video))
-            rows[str(video)] = m
-    return CompSeq(path=path, root=str(root), metadata=metadata, videos=tuple(videos),
-                   kind=kind or "numeric", dim=max(dim, 0), rows=rows)
 
 
 # --------------------------------------------------------------------------------------------

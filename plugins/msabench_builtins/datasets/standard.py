@@ -18,6 +18,8 @@ from typing import Any, Callable, ClassVar
 from msabench.api.dataset import Dataset, LoadedDataset
 from msabench.errors import DataError
 
+from .problems import coded
+
 #: format name -> "module:function" of its reader (imported lazily)
 READERS = {
     "mmsa": "msabench_builtins.datasets.mmsa:load_mmsa_pickle",
@@ -73,19 +75,19 @@ class StandardDataset(Dataset):
             if not path.is_absolute() and self.data_dir is not None:
                 path = self.data_dir / path
             if not path.exists():
-                raise DataError(f"{self.name}: data.options.file={file_opt!r} does not exist "
-                                f"(looked at {path})")
+                raise coded(DataError(f"{self.name}: data.options.file={file_opt!r} does not "
+                                      f"exist (looked at {path})"), "missing-file")
             return candidates[0], path
         root = self.data_dir
         if root is None:
-            raise DataError(
+            raise coded(DataError(
                 f"no data directory for dataset {self.name!r}: pass --data-dir DIR, set "
                 f"data_dir in the config file, or set MSABENCH_DATA_DIR (a folder holding a "
                 f"{self.name}/ subfolder or the files themselves). Setting {self.setting!r} "
-                f"reads one of: {self._expected(candidates)}. {self.how_to_get}")
+                f"reads one of: {self._expected(candidates)}. {self.how_to_get}"), "missing-file")
         if not root.is_dir():
-            raise DataError(f"data directory {root} for dataset {self.name!r} does not exist "
-                            f"or is not a folder")
+            raise coded(DataError(f"data directory {root} for dataset {self.name!r} does not "
+                                  f"exist or is not a folder"), "missing-file")
         # the folder itself, then its <dataset>/ subfolder: --data-dir ../shared/data works
         # like MSABENCH_DATA_DIR=../shared/data
         roots = [root] + ([root / self.name] if (root / self.name).is_dir() else [])
@@ -99,10 +101,11 @@ class StandardDataset(Dataset):
         other = [s for s, srcs in self.sources.items() if s != self.setting
                  and any(src.find(f) for src in srcs for f in roots)]
         hint = f" Files there serve setting(s) {', '.join(other)} (--setting NAME)." if other else ""
-        raise DataError(
+        raise coded(DataError(
             f"dataset {self.name!r} setting {self.setting!r}: none of the expected files is in "
             f"{' or '.join(str(f) for f in roots)}. Expected one of: {self._expected(candidates)}. Found: "
-            f"{', '.join(present) if present else '(empty folder)'}.{hint} {self.how_to_get}")
+            f"{', '.join(present) if present else '(empty folder)'}.{hint} {self.how_to_get}"),
+            "missing-file")
 
     @staticmethod
     def _expected(sources: tuple[Source, ...] | list[Source]) -> str:
