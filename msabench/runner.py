@@ -282,6 +282,12 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
     pretraining = pretrain(model, data, config["pretrain"], registry, context)
     train_split = data["train"]
     labelled = train_split.labelled
+    if int(labelled.sum()) < 2:
+        raise ConfigError(
+            f"data.label_fraction={config['data']['label_fraction']} leaves "
+            f"{int(labelled.sum())} labelled training sample(s) of {len(train_split)}; "
+            "supervised training needs at least 2 (batch statistics, a validation-selected "
+            "fit): raise --label-fraction")
     if not bool(labelled.all()):
         train_split = train_split.subset(torch.nonzero(labelled).flatten())
     fitted = fit_method(model, train_split, data["valid"], context)

@@ -249,3 +249,11 @@ def test_a_run_on_overflowing_features_stops_before_training_naming_split_and_mo
                                         r"1e\+38"):
         run(spec, registry=system.registry, progress=QUIET)
     assert not list(tmp_path.rglob("seed-*.json"))
+
+
+def test_a_label_fraction_that_leaves_one_labelled_sample_is_refused(system, tmp_path):
+    spec = RunSpec(method="toy-linear", dataset="toy-data", out=tmp_path, quiet=True,
+                   overrides={"data": {"label_fraction": 1e-9}})
+    with pytest.raises(ConfigError, match=r"data.label_fraction=1e-09 leaves 1 labelled "
+                                          r"training sample\(s\) of 192.*at least 2"):
+        run(spec, registry=system.registry, progress=QUIET)
