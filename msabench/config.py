@@ -43,8 +43,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "device": "auto",      # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
 }
 #: declared type and range of every ``train`` key: (kind, lower bound, bound inclusive)
-TRAIN_TYPES: dict[str, tuple[str, float | None, bool]] = {
-    "epochs": ("int", 1, True), "batch_size": ("int", 1, True), "lr": ("float", 0, False),
+TRAIN_TYPES: dict[str, tuple] = {  # (kind, lower bound, inclusive[, upper bound])
+    "epochs": ("int", 1, True), "batch_size": ("int", 1, True), "lr": ("float", 0, False, 1e3),
     "weight_decay": ("float", 0, True), "patience": ("int", 0, True),
     "grad_clip": ("float", 0, True), "select": ("str", None, True),
     "eval_batch_size": ("int", 1, True), "device": ("device", None, True),
@@ -174,7 +174,7 @@ def _kind_of(default: Any) -> str | None:
 
 
 def check_value(name: str, value: Any, kind: str | None, lower: float | None = None,
-                inclusive: bool = True, where: str = "") -> None:
+                inclusive: bool = True, upper: float | None = None, where: str = "") -> None:
     """Raise one :class:`ConfigError` naming ``name`` when ``value`` is not of ``kind`` (and,
     for numbers, finite and above ``lower``)."""
     if kind is None:
@@ -197,6 +197,8 @@ def check_value(name: str, value: Any, kind: str | None, lower: float | None = N
         if lower is not None and (value < lower or (value == lower and not inclusive)):
             bound = ">=" if inclusive else ">"
             raise ConfigError(f"{prefix}{name}={value!r} must be {bound} {lower:g}")
+        if upper is not None and value > upper:
+            raise ConfigError(f"{prefix}{name}={value!r} must be <= {upper:g}")
 
 
 def check_types(section: str, values: Mapping[str, Any], defaults: Mapping[str, Any],

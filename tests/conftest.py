@@ -52,3 +52,16 @@ TINY_SYNTH = {"n_train": 160, "n_valid": 48, "n_test": 64, "text_dim": 24, "text
 def tiny_synth_overrides():
     """--set overrides that make synthetic-mosi tiny (fast tests)."""
     return [f"data.options.{k}={v}" for k, v in TINY_SYNTH.items()]
+
+
+@pytest.fixture
+def system():
+    """A plugin system with the built-ins and tests/all_hooks_plugin.py (every hook once)."""
+    from msabench.plugins import PluginSystem, set_plugin_system
+    from tests import all_hooks_plugin
+
+    system = PluginSystem()
+    system.load_entry_points()
+    system.register(all_hooks_plugin, "all-hooks", version="9.9")
+    set_plugin_system(system)
+    return system

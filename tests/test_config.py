@@ -93,6 +93,7 @@ def test_variant_names_and_hash():
     ({"train": {"lr": -1.0}}, "train.lr=-1.0 must be > 0"),
     ({"train": {"lr": float("nan")}}, "train.lr=nan must be a finite number"),
     ({"train": {"lr": float("inf")}}, "train.lr=inf must be a finite number"),
+    ({"train": {"lr": 1e38}}, "train.lr=1e\\+38 must be <= 1000"),
     ({"train": {"weight_decay": -1}}, "train.weight_decay=-1 must be >= 0"),
     ({"train": {"eval_batch_size": 0}}, "train.eval_batch_size=0 must be >= 1"),
     ({"train": {"device": "tpu"}}, "train.device='tpu' must be auto, cpu, cuda or cuda:N"),

@@ -12,11 +12,9 @@ import torch
 from torch import nn
 
 from msabench.api import Recipe, Schedule, SilentProgress
-from msabench.plugins import PluginSystem, set_plugin_system
 from msabench.results import SCHEMA_VERSION, RunResult, read_result, write_result
 from msabench.runner import Progress, RunSpec, run
 from msabench.training import LoopContext, fit, fit_method
-from tests import all_hooks_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {"msabench.runner", "msabench.training", "msabench.plan", "msabench.progress"}
@@ -58,15 +56,6 @@ def test_the_import_check_catches_a_relative_import(tmp_path):
 
 
 # ------------------------------------------------------------------ toy plugin system
-@pytest.fixture
-def system():
-    system = PluginSystem()
-    system.load_entry_points()
-    system.register(all_hooks_plugin, "all-hooks", version="9.9")
-    set_plugin_system(system)
-    return system
-
-
 def _toy(system):
     data = system.registry.load("dataset", "toy-data")().load()
     data.validate()

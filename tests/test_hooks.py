@@ -6,7 +6,6 @@ import torch
 from typer.testing import CliRunner
 
 from msabench import hookspecs
-from msabench.plugins import PluginSystem, set_plugin_system
 from msabench.registry import KINDS
 from msabench.runner import Progress, RunSpec, run
 from tests import all_hooks_plugin
@@ -16,15 +15,6 @@ def hook_names():
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return sorted(name for name in dir(pm.hook) if name.startswith("register_"))
-
-
-@pytest.fixture
-def system():
-    system = PluginSystem()
-    system.load_entry_points()
-    system.register(all_hooks_plugin, "all-hooks", version="9.9")
-    set_plugin_system(system)
-    return system
 
 
 def test_test_plugin_covers_every_hook(system):

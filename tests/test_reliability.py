@@ -16,7 +16,6 @@ import pytest
 
 from msabench.errors import ConfigError, MsabenchError, TrainingDiverged
 from msabench.leaderboard import generate
-from msabench.plugins import PluginSystem, set_plugin_system
 from msabench.results import claim, clean_stale_temporaries, read_result, release
 from msabench.runner import Progress, RunSpec, run
 from tests import all_hooks_plugin
@@ -26,15 +25,6 @@ QUIET = Progress(quiet=True)
 TINY = {"data": {"options": {"n_train": 48, "n_valid": 16, "n_test": 16, "text_len": 4,
                              "audio_len": 6, "vision_len": 5, "text_dim": 8, "cache": False}},
         "train": {"epochs": 1}}
-
-
-@pytest.fixture
-def system():
-    system = PluginSystem()
-    system.load_entry_points()
-    system.register(all_hooks_plugin, "all-hooks", version="9.9")
-    set_plugin_system(system)
-    return system
 
 
 def _toy(system, tmp_path, seeds, lr, tag="t", **kw):
@@ -214,9 +204,19 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_finished_seeds(tmp_path):
 
 
 # ------------------------------------------------------------------ bad runs
-def test_a_diverging_run_stops_clearly_and_writes_no_result(system, tmp_path):
-    with pytest.raises(TrainingDiverged, match="training loss became .* no result is written"):
-        _toy(system, tmp_path, [1], lr=1e30, tag="huge")
+def test_a_diverging_run_stops_clearly_and_writes_no_result(system, tmp_path, monkeypatch):
+    forward = all_hooks_plugin.Linear.forward
+    calls = []
+
+    def blows_up(self, batch):  # the third training batch produces NaN
+        out = forward(self, batch)
+        calls.append(1)
+        return {"pred": out["pred"] * float("nan")} if len(calls) == 3 else out
+
+    monkeypatch.setattr(all_hooks_plugin.Linear, "forward", blows_up)
+    with pytest.raises(TrainingDiverged, match="training loss became nan at epoch 1; no result "
+                                               "is written"):
+        _toy(system, tmp_path, [1], lr=1e-3, tag="nan")
     assert not list(tmp_path.rglob("seed-1.json")) and not list(tmp_path.rglob("*.lock"))
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from msabench.errors import MsabenchError
-from msabench.plugins import PluginSystem, get_registry, set_plugin_system
+from msabench.plugins import get_registry
 from msabench.results import read_result
 from msabench.runner import Progress, RunSpec, prepare, run
 from tests import all_hooks_plugin
@@ -37,12 +37,9 @@ class FileToyData(all_hooks_plugin.ToyData):
 
 
 @pytest.fixture
-def system():
-    system = PluginSystem()
-    system.load_entry_points()
-    system.register(all_hooks_plugin, "all-hooks", version="9.9")
+def system(system):
+    """The conftest system plus a dataset read from a file."""
     system.registry.add("dataset", FileToyData, plugin="test")
-    set_plugin_system(system)
     return system
 
 
