@@ -86,7 +86,7 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
     folder = run_dir(spec.out, spec.dataset, plan.setting, spec.method, plan.variant)
     check_writable(Path(spec.out))
     clean_stale_temporaries(folder)
-    check_variant_folder(folder, plan.hash, set(spec.seeds) if spec.force else set())
+    check_variant_folder(folder, plan.hash, set(spec.seeds))
     dataset = plan.dataset_cls(data_dir=plan.data_dir, setting=plan.setting,
                                options=plan.config["data"]["options"])
     plan.data_files = fingerprint_files(dataset.input_files())
@@ -131,8 +131,7 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
                         outcomes.append(SeedOutcome(seed, path, "skipped",
                                                     read_result(path).test))
                         continue
-                    check_variant_folder(folder, plan.hash, set(spec.seeds) if spec.force
-                                         else set())
+                    check_variant_folder(folder, plan.hash, set(spec.seeds))
                     result = run_seed(plan, spec, data, seed, registry, progress)
                     write_result(path, result)
                 finally:
@@ -175,8 +174,8 @@ def check_writable(out: Path) -> None:
 
 def check_variant_folder(folder: Path, config_hash: str, replaced: set[int]) -> None:
     """Every seed of one variant must come from one config: refuse to add a seed to a folder
-    whose other seeds were produced with a different config (those in ``replaced`` are being
-    re-run and do not count)."""
+    whose other seeds were produced with a different config (the seeds of this run,
+    ``replaced``, are checked one by one: skipped when equal, refused or forced otherwise)."""
     errors: list[str] = []
     other = [(p, r) for p, r in iter_results(folder, errors)
              if r.config_hash != config_hash and r.seed not in replaced]
