@@ -29,6 +29,13 @@ def _mask(future, tq=70, tk=90):
     return allowed, empty
 
 
+def _small_blocks(monkeypatch):
+    """Many blocks: 16 query rows, 2 samples per chunk, no per-block cost."""
+    monkeypatch.setattr(tr, "QUERY_BLOCKS", (16,))
+    monkeypatch.setattr(tr, "BLOCK_COST", 0)
+    monkeypatch.setattr(tr, "CHUNK_ELEMENTS", 2 * 3 * 16 * 90)
+
+
 def _dense_sdpa(q, k, v, allowed):
     """torch's SDPA on the whole (B, 1, Tq, Tk) mask; empty samples -> 0."""
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed.dense())
@@ -39,8 +46,7 @@ def _dense_sdpa(q, k, v, allowed):
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
 def test_blocked_attention_matches_fused_sdpa(monkeypatch, future, dtype, tol):
     """No dropout: many small blocks (key extents cut per block) == one SDPA call."""
-    monkeypatch.setattr(tr, "QUERY_BLOCK", 16)
-    monkeypatch.setattr(tr, "CHUNK_ELEMENTS", 2 * 3 * 16 * 90)  # 2 samples per chunk
+    _small_blocks(monkeypatch)
     q, k, v = _qkv(dtype)
     allowed, empty = _mask(future)
     assert bool(empty[-1]) and not bool(empty[:-1].any())
@@ -59,7 +65,7 @@ def test_blocked_attention_matches_fused_sdpa(monkeypatch, future, dtype, tol):
 def test_dropout_attention_is_explicit_math_with_its_mask(monkeypatch, future):
     """One block: the kernel's output and gradients equal softmax -> drop -> / keep -> @ v
     computed with the very mask it drew; the backward pass regenerates that mask."""
-    monkeypatch.setattr(tr, "QUERY_BLOCK", 10 ** 6)
+    monkeypatch.setattr(tr, "QUERY_BLOCKS", ())
     monkeypatch.setattr(tr, "CHUNK_ELEMENTS", 10 ** 9)
     drawn = []
     real = tr._dropped
@@ -91,7 +97,8 @@ def test_dropout_attention_is_explicit_math_with_its_mask(monkeypatch, future):
 
 @pytest.mark.parametrize("p", [0.0, 0.4])
 def test_block_attention_gradcheck(monkeypatch, p):
-    monkeypatch.setattr(tr, "QUERY_BLOCK", 2)
+    monkeypatch.setattr(tr, "QUERY_BLOCKS", (2,))
+    monkeypatch.setattr(tr, "BLOCK_COST", 0)
     q, k, v = _qkv(torch.float64, b=2, h=1, tq=5, tk=4, d=2)
     keys = torch.arange(4) < torch.tensor([4, 2])[:, None]
     mask = tr.AttentionMask(keys, torch.tensor([0, 1]), 5, 4)
@@ -100,8 +107,7 @@ def test_block_attention_gradcheck(monkeypatch, p):
 
 
 def test_dropout_blocks_draw_independent_masks_and_regenerate_them(monkeypatch):
-    monkeypatch.setattr(tr, "QUERY_BLOCK", 16)
-    monkeypatch.setattr(tr, "CHUNK_ELEMENTS", 2 * 3 * 16 * 90)
+    _small_blocks(monkeypatch)
     drawn = {"fwd": [], "bwd": []}
     real = tr._dropped
     phase = {"now": "fwd"}

@@ -73,10 +73,12 @@ def _xavier_linear(n_in: int, n_out: int) -> nn.Linear:
 
 
 #: CPU attention runs in blocks of at most this many score elements (batch chunk x heads x
-#: query rows x key extent): bounded temporaries, never a (B, heads, Tq, Tk) tensor
-CHUNK_ELEMENTS = 1 << 22
-#: query rows per CPU block; under a future mask early blocks skip the keys they cannot see
-QUERY_BLOCK = 64
+#: query rows x key extent): bounded temporaries, never a (B, heads, Tq, Tk) tensor at once
+CHUNK_ELEMENTS = 1 << 24
+#: query rows per CPU block tried under a future mask (early rows see fewer keys) ...
+QUERY_BLOCKS = (256, 128, 64)
+#: ... each extra block counted as this many score elements of work (its ~25 torch calls)
+BLOCK_COST = 1 << 19
 
 
 class AttentionMask:
@@ -180,19 +182,26 @@ def _bias(allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | No
 
 def _plan(mask: AttentionMask, b: int, h: int, tq: int) -> list[tuple[int, int, int, int, int]]:
     """CPU blocks ``(b0, b1, q0, q1, k1)``: samples ``b0..b1-1``, query rows ``q0..q1-1``, keys
-    ``0..k1-1`` (the keys those queries may see), at most ``CHUNK_ELEMENTS`` weights each."""
+    ``0..k1-1`` (the keys those queries may see), at most ``CHUNK_ELEMENTS`` weights each; of
+    the query splits in ``QUERY_BLOCKS`` (all rows at once without a future mask) the one with
+    the least work, counting ``BLOCK_COST`` per block."""
     tk = mask.src_len
-    rows = min(tq, QUERY_BLOCK) if mask._off is not None else tq
-    if h * rows * tk > CHUNK_ELEMENTS:
-        rows = max(1, CHUNK_ELEMENTS // (h * tk))
-    step = max(1, CHUNK_ELEMENTS // (h * rows * tk))
-    plan = []
-    for b0 in range(0, b, step):
-        b1 = min(b, b0 + step)
-        for q0 in range(0, tq, rows):
-            q1 = min(tq, q0 + rows)
-            plan.append((b0, b1, q0, q1, mask.extent(b0, b1, q1)))
-    return plan
+    candidates = [tq] + ([r for r in QUERY_BLOCKS if r < tq] if mask._off is not None else [])
+    best, best_cost = [], None
+    for rows in candidates:
+        rows = max(1, min(rows, CHUNK_ELEMENTS // (h * tk)))
+        step = max(1, CHUNK_ELEMENTS // (h * rows * tk))
+        plan, cost = [], 0
+        for b0 in range(0, b, step):
+            b1 = min(b, b0 + step)
+            for q0 in range(0, tq, rows):
+                q1 = min(tq, q0 + rows)
+                k1 = mask.extent(b0, b1, q1)
+                plan.append((b0, b1, q0, q1, k1))
+                cost += (b1 - b0) * h * (q1 - q0) * k1 + BLOCK_COST
+        if best_cost is None or cost < best_cost:
+            best, best_cost = plan, cost
+    return best
 
 
 class _BlockAttention(torch.autograd.Function):
@@ -293,8 +302,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMas
 
     Off CPU: one ``F.scaled_dot_product_attention`` call (torch's fused kernels, dropout
     included; the mask is (B, 1, Tq, Tk), broadcast over the heads). On CPU:
-    :class:`_BlockAttention`, in blocks (a batch chunk x ``QUERY_BLOCK`` query rows, at most
-    ``CHUNK_ELEMENTS`` weights) over only the keys the block's queries may see (padded keys
+    :class:`_BlockAttention`, in blocks (a batch chunk x a range of query rows, at most
+    ``CHUNK_ELEMENTS`` weights; see :func:`_plan`) over only the keys the block's queries may see (padded keys
     past every sample's end and, under a future mask, keys after the block's last visible
     step are skipped). Dropout draws a different random stream from ``F.dropout`` (same rate
     up to 7.7e-6, same places; see :func:`_dropped`). Samples without any key give zeros.
