@@ -447,47 +447,27 @@ def test_runner_end_to_end(tmp_path):
     assert math.isfinite(res["metrics"]["test"]["mae"])
 
 
-def test_cpu_attention_dropout_chunks_are_exact(monkeypatch):
-    """The memory-bounded CPU path (batch chunks + checkpointing) recomputes the same dropout
-    mask in the backward pass: outputs and gradients equal the plain chunk loop's."""
-    import msabench_builtins.fusions._transformer as tr
-
-    monkeypatch.setattr(tr, "CHUNK_ELEMENTS", 2 * 3 * 7 * 5)  # 2 samples per chunk
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(5, 3, n, 4, generator=g) for n in (7, 5, 5))
-    mask = torch.rand(5, 1, 7, 5, generator=g) > 0.4
-    mask[..., 0] = True
-
-    def run_once():
-        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-        torch.manual_seed(5)
-        out = tr.attend(*leaves, mask, 0.3)
-        (out * torch.arange(out.numel()).view_as(out)).sum().backward()
-        return out.detach(), [t.grad for t in leaves]
-
-    out1, grads1 = run_once()
-    monkeypatch.setattr(tr, "checkpoint", lambda fn, *a, use_reentrant: fn(*a))
-    out2, grads2 = run_once()
-    assert torch.equal(out1, out2)
-    for a, b in zip(grads1, grads2):
-        assert torch.allclose(a, b, atol=1e-6)
-
-
 def test_reference_dropouts_sit_where_ours_do(monkeypatch):
     """bench_reference.py compares against RefMULT *with our dropouts*; that is fair only if
     every dropout is applied at the same place. Dropout is made deterministic (a plain
-    ``x * (1 - p)``, attention weights included), so the two train-mode outputs must agree
-    exactly; a dropout missing or misplaced on either side changes the output."""
+    ``x * (1 - p)``, attention weights included: our CPU attention kernel draws its own mask,
+    which is made to drop nothing and scale by ``1 - p``), so the two train-mode outputs must
+    agree exactly; a dropout missing or misplaced on either side changes the output."""
     import msabench_builtins.fusions._transformer as tr
 
     def fixed_dropout(x, p=0.5, training=True, inplace=False):
         return x * (1.0 - p) if training else x
 
-    def fixed_sdpa(q, k, v, mask, dropout):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask) * (1.0 - dropout)
+    def fixed_attention_dropout(shape, p, generator, device):
+        return torch.zeros(shape, dtype=torch.bool, device=device), 1.0 - p
+
+    def no_sdpa_dropout(q, k, v, mask, dropout):  # the kernel must not be used with dropout
+        assert dropout == 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     monkeypatch.setattr(F, "dropout", fixed_dropout)
-    monkeypatch.setattr(tr, "_sdpa", fixed_sdpa)
+    monkeypatch.setattr(tr, "_dropped", fixed_attention_dropout)
+    monkeypatch.setattr(tr, "_sdpa", no_sdpa_dropout)
     rates = {"text_dropout": 0.1, "embed_dropout": 0.15, "attn_dropout": 0.2,
              "attn_dropout_audio": 0.25, "attn_dropout_vision": 0.3, "relu_dropout": 0.35,
              "res_dropout": 0.4, "out_dropout": 0.45}   # all different: a swap shows

@@ -25,7 +25,10 @@ modality there is no other source: its "crossmodal" transformer is a self-attent
 transformer (pair ``(X, X)``) followed by the memory (output ``dim``).
 
 Key padding masks built from the batch masks (``key_padding_mask = true``) are a documented
-improvement over the reference, which attends to padded steps; they add no parameters.
+improvement over the reference, which attends to padded steps; they add no parameters. With
+them (and ``last_step = "valid"``) padded steps cannot reach a valid one, so :meth:`encode`
+runs the batch in length groups cut to their valid steps (same outputs up to float rounding,
+about half the attention work on MOSI-shaped batches of 128; ``GROUP_SIZE``).
 ``attn_mask`` (default true, as the reference) applies the future mask in every transformer.
 """
 
@@ -42,6 +45,9 @@ from msabench.api import ComponentMeta, Fusion
 from ._transformer import TransformerEncoder
 
 _LAST_STEP = ("valid", "padded")
+
+#: samples per length group in :meth:`MulTFusion.encode` (0: no grouping, no trimming)
+GROUP_SIZE = 16
 
 
 class MulTFusion(Fusion):
@@ -149,20 +155,78 @@ class MulTFusion(Fusion):
                cross_scale: Mapping[tuple[str, str], torch.Tensor | float] | None = None,
                ) -> dict[str, Any]:
         """Every intermediate: ``cross[(X, Y)]`` (B, T_X, dim) after scaling, ``memory[X]``
-        (B, T_X, part_dims[X]) and ``last[X]`` (B, part_dims[X])."""
+        (B, T_X, part_dims[X]) and ``last[X]`` (B, part_dims[X]).
+
+        With key padding masks and ``last_step = "valid"`` nothing at a padded step reaches a
+        valid one, so the batch runs in length groups: samples sorted by their total valid
+        length, ``GROUP_SIZE`` at a time, each group cut to its longest valid steps per
+        modality (attention costs Tq x Tk: on MOSI-shaped batches of 128 the groups hold about
+        half the attention weights of the padded batch). The outputs at valid steps are those of the whole padded batch
+        (up to float rounding); ``cross``/``memory`` hold zeros at the steps cut off.
+        """
         missing = [m for m in self.order if m not in features or m not in masks]
         if missing:
             raise ValueError(f"fusion mult: missing modality {missing[0]!r}; it was built for "
                              f"{', '.join(self.order)}")
         masks = {m: masks[m].bool() for m in self.order}
-        use_kpm = bool(self.params["key_padding_mask"])
-        valid = {m: (masks[m] if use_kpm else None) for m in self.order}
-        proj = self.project(features, masks)
         scales = dict(cross_scale or {})
         unknown = set(scales) - {(x, y) for x in self.order for y in self.pairs[x]}
         if unknown:
             raise ValueError(f"fusion mult: cross_scale has unknown pair(s) {sorted(unknown)}; "
                              f"pairs are (target, source) among {self.order}")
+        groups = self._groups(masks)
+        if groups is None:
+            return self._encode(features, masks, scales)
+        batch = masks[self.order[0]].shape[0]
+        parts = []
+        for idx in groups:
+            ends = {m: max(1, int(self._ends(masks[m])[idx].max())) for m in self.order}
+            sub_f = {m: features[m][idx, :ends[m]] for m in self.order}
+            sub_m = {m: masks[m][idx, :ends[m]] for m in self.order}
+            sub_s = {pair: (s[idx] if isinstance(s, torch.Tensor) and s.dim() else s)
+                     for pair, s in scales.items()}
+            parts.append(self._encode(sub_f, sub_m, sub_s))
+        if len(groups) == 1 and groups[0].numel() == batch and bool(
+                (groups[0] == torch.arange(batch, device=groups[0].device)).all()):
+            inverse = None
+        else:
+            inverse = torch.argsort(torch.cat(groups))
+
+        def join(tensors: list[torch.Tensor], steps: int | None) -> torch.Tensor:
+            if steps is not None:
+                tensors = [F.pad(t, (0, 0, 0, steps - t.shape[1])) for t in tensors]
+            out = torch.cat(tensors) if len(tensors) > 1 else tensors[0]
+            return out if inverse is None else out[inverse]
+
+        steps = {m: features[m].shape[1] for m in self.order}
+        return {"cross": {pair: join([p["cross"][pair] for p in parts], steps[pair[0]])
+                          for pair in parts[0]["cross"]},
+                "memory": {x: join([p["memory"][x] for p in parts], steps[x])
+                           for x in self.order},
+                "last": {x: join([p["last"][x] for p in parts], None) for x in self.order}}
+
+    @staticmethod
+    def _ends(mask: torch.Tensor) -> torch.Tensor:
+        """(B,) the last valid step + 1 (0 for an empty row)."""
+        steps = torch.arange(1, mask.shape[1] + 1, device=mask.device)
+        return (mask * steps).amax(1) if mask.shape[1] else mask.new_zeros(mask.shape[0])
+
+    def _groups(self, masks: Mapping[str, torch.Tensor]) -> list[torch.Tensor] | None:
+        """Sample indices per length group, or None when padding must be kept."""
+        if (GROUP_SIZE < 1 or not self.params["key_padding_mask"]
+                or self.params["last_step"] != "valid"):
+            return None
+        ends = torch.stack([self._ends(masks[m]) for m in self.order]).sum(0)
+        if bool((ends == sum(masks[m].shape[1] for m in self.order)).all()):
+            return None  # nothing to cut
+        order = torch.argsort(ends, stable=True)
+        return list(order.split(GROUP_SIZE))
+
+    def _encode(self, features: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
+                scales: Mapping[tuple[str, str], torch.Tensor | float]) -> dict[str, Any]:
+        use_kpm = bool(self.params["key_padding_mask"])
+        valid = {m: (masks[m] if use_kpm else None) for m in self.order}
+        proj = self.project(features, masks)
         cross, memory, last = {}, {}, {}
         for x in self.order:
             hs = []
