@@ -150,8 +150,8 @@ def test_select_on_an_unknown_head_names_the_heads(system, tmp_path):
         run(spec, registry=system.registry, progress=Progress(quiet=True))
 
 
-def test_heads_without_labels_are_not_scored_and_say_so(system, tmp_path):
-    """The same method on data without unimodal labels: only ``pred`` is scored."""
+def test_heads_follow_the_unimodal_labels_the_data_has(system, tmp_path):
+    """The same method on data without unimodal labels declares (and so scores) only ``pred``."""
     data = _toy(system)
     for split in data.splits.values():
         split.unimodal.clear()
@@ -298,3 +298,28 @@ def test_silent_progress_satisfies_the_protocol():
     task = SilentProgress().task("x", 2)
     task.advance(1, status="s")
     task.done()
+
+
+def test_the_runner_says_which_heads_it_cannot_score(system, tmp_path):
+    """A method declaring a unimodal head on data without those labels: a printed note."""
+    from rich.console import Console
+
+    from msabench.api import Method
+
+    class NeedsVision(system.registry.load("method", "toy-linear")):
+        name = "needs-vision"
+
+        def __init__(self, info, config, components):
+            super().__init__(info, config, components)
+            self.heads = {"pred": "label", "pred_vision": "vision"}
+
+    system.registry.add("method", NeedsVision, plugin="test")
+    buffer = io.StringIO()
+    progress = Progress(console=Console(file=buffer, width=200, force_terminal=False))
+    [outcome] = run(RunSpec(method="needs-vision", dataset="toy-data", out=tmp_path,
+                            overrides={"train": {"epochs": 1}}),
+                    registry=system.registry, progress=progress)
+    assert "has no unimodal labels for head(s) pred_vision; they are not scored" in (
+        buffer.getvalue())
+    assert read_result(outcome.path).heads == {}
+    assert issubclass(NeedsVision, Method)

@@ -541,3 +541,10 @@ def test_features_that_overflow_float32_arithmetic_are_refused_naming_modality_a
         bad.check_magnitudes()
     LoadedDataset(meta, "default", {s: split(1e6) for s in ("train", "valid", "test")},
                   source="file.npz").check_magnitudes()  # large but ordinary
+
+
+def test_data_check_and_runs_use_one_overflow_threshold():
+    from msabench.api.dataset import MAX_FEATURE_MAGNITUDE
+    from msabench.cli.data import OVERFLOW_LIMIT
+
+    assert OVERFLOW_LIMIT == MAX_FEATURE_MAGNITUDE

@@ -24,7 +24,9 @@ from .common import handle_errors
 HIST_BINS = 7
 BAR_WIDTH = 24
 #: |x| above this overflows float32 when squared (sqrt(float32 max) = 1.8e19): variances,
-#: norms and MSE of such features are inf, and training turns NaN
+#: norms and MSE of such features are inf, and training turns NaN; the same value as
+#: msabench.api.dataset.MAX_FEATURE_MAGNITUDE, with which runs refuse such data (a test pins
+#: the two together; this module does not import torch)
 OVERFLOW_LIMIT = 1.8e19
 #: labels spanning at most this fraction of the dataset's label range belong to another
 #: dataset (a CH-SIMS file, labels in [-1, 1], read as MOSI, range [-3, 3], spans a third)

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -90,9 +89,8 @@ _INT_OPTIONS = ("n_train", "n_valid", "n_test", "text_dim", "audio_dim", "vision
                 "text_len", "audio_len", "vision_len", "generator_seed")
 
 
-def cache_root() -> Path:
-    env = os.environ.get("MSABENCH_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "msabench"
+# the one definition of msabench's cache folder ($MSABENCH_CACHE_DIR, else ~/.cache/msabench)
+from msabench.fingerprint import cache_root  # noqa: E402,F401  (re-exported for the datasets)
 
 
 class SyntheticMosi(Dataset):
