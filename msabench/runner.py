@@ -278,6 +278,7 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
     if skipped:
         progress.print(f"[yellow]note:[/] {data.meta.name}/{plan.setting} has no unimodal "
                        f"labels for head(s) {', '.join(skipped)}; they are not scored")
+    model.setup(data)
     pretraining = pretrain(model, data, config["pretrain"], registry, context)
     train_split = data["train"]
     labelled = train_split.labelled

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .context import Schedule
-from .dataset import MODALITIES, Batch, DataInfo
+from .dataset import MODALITIES, Batch, DataInfo, LoadedDataset  # noqa: F401
 from .meta import ComponentMeta
 
 if TYPE_CHECKING:
@@ -98,6 +98,11 @@ class Method(nn.Module):
         self.config = dict(config)
         self.components = components
         self.context: "RunContext | None" = None
+
+    def setup(self, data: "LoadedDataset") -> None:
+        """Called by the runner once per seed after the model is built and :attr:`context` is
+        set, before pretraining: a method may look at the loaded data here (print notices,
+        cache frozen encoders' features). Hidden labels are NaN. Default: nothing."""
 
     def frozen(self) -> list[nn.Module]:
         """Sub-modules kept in eval mode and unchanged by supervised training (default none)."""

@@ -130,10 +130,12 @@ def _streams(container: Any) -> str:
 # video
 
 def load_frames(path: Path | str, fps: float = 10, size: int = 128, *,
-                start: float | None = None, end: float | None = None) -> np.ndarray:
+                start: float | None = None, end: float | None = None,
+                square: bool = True) -> np.ndarray:
     """RGB frames of the first video stream of ``path`` sampled at ``fps``, as uint8
     ``(T, size, size, 3)`` (short side scaled to ``size``, centre crop); only the frames at
-    times in ``[start, end)`` seconds when given."""
+    times in ``[start, end)`` seconds when given. ``square=False`` keeps the whole frame
+    (short side scaled to ``size``, no crop): the input of a face detector."""
     _check_positive("fps", fps, float)
     _check_positive("size", size)
     _check_segment(path, start, end)
@@ -149,7 +151,7 @@ def load_frames(path: Path | str, fps: float = 10, size: int = 128, *,
         native_dt = 1.0 / float(rate) if rate else None
         try:
             for frame in _sample(container.decode(stream), float(fps), native_dt):
-                frames.append(_resize_crop(frame, int(size)))
+                frames.append(_resize_crop(frame, int(size), square))
         except (av.error.FFmpegError, ValueError) as exc:
             raise _decode_error(path, "video", exc) from None
     if not frames:
@@ -201,12 +203,14 @@ def _sample(decoded: Iterator[Any], fps: float, native_dt: float | None) -> Iter
         yield prev
 
 
-def _resize_crop(frame: Any, size: int) -> np.ndarray:
+def _resize_crop(frame: Any, size: int, square: bool = True) -> np.ndarray:
     w, h = frame.width, frame.height
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
     rgb = frame.reformat(width=new_w, height=new_h, format="rgb24",
                          interpolation="BILINEAR").to_ndarray()
+    if not square:
+        return np.ascontiguousarray(rgb)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return np.ascontiguousarray(rgb[top:top + size, left:left + size])
 

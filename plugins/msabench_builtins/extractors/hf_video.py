@@ -9,7 +9,10 @@ when it is installed, which can change the pixels by resampling differences).
 Inputs are frame arrays ``(T, H, W, 3)`` uint8 RGB (or lists of ``(H, W, 3)`` frames), paths
 of video files or :class:`~msabench.api.MediaRef` s (a file and a ``[start, end)`` segment), decoded with :func:`msabench_builtins.media.load_frames` at ``fps`` frames per
 second, short side scaled to ``size`` and centre-cropped to ``size`` x ``size`` (boost-mtl:
-128x128 face video at 10 fps). The model sees clips of ``num_frames`` frames (from its config,
+128x128 face video at 10 fps). With ``face="opencv"`` frames are decoded with their short side
+at ``face_decode_size``, uncropped, and each clip is cut to the largest face found by OpenCV's
+bundled Haar cascade, ``size`` x ``size``, falling back to the full frame when a clip has no face
+(:mod:`msabench_builtins.faces`); frame-array inputs are cropped the same way. The model sees clips of ``num_frames`` frames (from its config,
 16 for VideoMAE):
 
 ``clip_sampling="cover"``    ceil(T / num_frames) windows of consecutive frames whose starts
@@ -45,6 +48,7 @@ import torch
 from msabench.api import ComponentMeta, Features
 from msabench.errors import DataError
 
+from ..faces import DETECTORS as FACE_DETECTORS
 from ._hf import HFModelExtractor, check_sequence, is_media, media_segment, track
 
 CLIP_SAMPLINGS = ("cover", "uniform")
@@ -82,6 +86,8 @@ class HFVideoExtractor(HFModelExtractor):
         "size": 128,                # decoded frames are size x size (short side, centre crop)
         "clip_sampling": "cover",   # "cover" (every frame) or "uniform" (one clip)
         "pooling": "mean",          # "mean" (N, 1, H) or "clips" (N, C, H), one vector per clip
+        "face": "none",             # "opencv": crop the largest face (msabench_builtins.faces)
+        "face_decode_size": 360,    # short side of the frames searched for faces (face only)
         "layer": -1,                # -1 = last hidden layer; k = hidden_states[k] (0 = embeddings)
         "batch_size": 8,            # clips per forward pass
         "device": "cpu",
@@ -103,6 +109,14 @@ class HFVideoExtractor(HFModelExtractor):
         if isinstance(c["size"], bool) or not isinstance(c["size"], int) or c["size"] < 1:
             raise self._config_error(f"option size must be a positive integer (pixels), got "
                                      f"{c['size']!r}")
+        if c["face"] not in FACE_DETECTORS:
+            raise self._config_error(f"option face={c['face']!r} is not one of "
+                                     f"{', '.join(FACE_DETECTORS)}")
+        if isinstance(c["face_decode_size"], bool) or not isinstance(c["face_decode_size"], int) \
+                or c["face_decode_size"] < c["size"]:
+            raise self._config_error(f"option face_decode_size must be an integer >= size "
+                                     f"({c['size']}), got {c['face_decode_size']!r}")
+        self._faces = None
 
     @property
     def num_frames(self) -> int:
@@ -133,9 +147,20 @@ class HFVideoExtractor(HFModelExtractor):
         parts = [f"fps={c['fps']!r}", f"size={c['size']!r}",
                  f"clip_sampling={c['clip_sampling']!r}", f"layer={c['layer']!r}",
                  f"image_backend={backend!r}"]
-        # the default pooling is left out, so the keys of features cached before the option
-        # existed (always mean-pooled) stay valid
+        # the default pooling and face options are left out, so the keys of features cached
+        # before the options existed (mean-pooled full frames) stay valid
+        if c["face"] != "none":
+            parts += [f"face={c['face']!r}", f"face_decode_size={c['face_decode_size']!r}"]
         return parts if c["pooling"] == "mean" else [*parts, f"pooling={c['pooling']!r}"]
+
+    @property
+    def faces(self) -> Any:
+        """The face cropper (option ``face``), or None for full frames."""
+        if self.config["face"] == "opencv" and self._faces is None:
+            from ..faces import FaceCropper
+
+            self._faces = FaceCropper()
+        return self._faces
 
     # ------------------------------------------------------------------ inputs
     def _video(self, i: int, item: Any) -> np.ndarray:
@@ -143,6 +168,11 @@ class HFVideoExtractor(HFModelExtractor):
 
         if is_media(item):
             path, start, end = media_segment(item)
+            if self.faces is not None:
+                frames = load_frames(path, fps=self.config["fps"],
+                                     size=self.config["face_decode_size"], start=start, end=end,
+                                     square=False)
+                return self.faces(frames, self.config["size"])
             return load_frames(path, fps=self.config["fps"], size=self.config["size"],
                                start=start, end=end)
         try:
@@ -156,6 +186,8 @@ class HFVideoExtractor(HFModelExtractor):
         if frames.dtype != np.uint8:
             raise DataError(f"extractor hf-video: input {i} has dtype {frames.dtype}; pass uint8 "
                             f"RGB frames in 0..255 (e.g. frames.astype(np.uint8))")
+        if self.faces is not None:
+            return self.faces(frames, self.config["size"])
         return frames
 
     def _clips(self, frames: np.ndarray) -> list[np.ndarray]:
