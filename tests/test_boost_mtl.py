@@ -281,3 +281,32 @@ def test_audio_video_only_runs_end_to_end_in_every_mode(mode, tmp_path):
         assert log["audio"]["best_valid_l1"] > 0
     else:
         assert "skipped" in log
+
+
+def test_step1_is_reused_across_fusions_and_step2_is_bit_identical(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSABENCH_CACHE_DIR", str(tmp_path / "cache"))
+
+    def once(fusion, out):
+        spec = RunSpec(method="boost-mtl", dataset="synthetic-sims2", seeds=[5], out=out,
+                       quiet=True, force=True, overrides={
+                           "data": {"options": DATA},
+                           "model": {"mode": "two-step", "encoders": FEATURES, "fusion": fusion},
+                           "train": {"epochs": 2}, "pretrain": {"unimodal": {"epochs": 2}}})
+        [outcome] = run(spec)
+        return json.loads(outcome.path.read_text())
+
+    first = once("concat", tmp_path / "a")
+    assert "reused" not in first["pretraining"]["unimodal"]
+    assert list((tmp_path / "cache" / "boost-step1").glob("*.pt"))
+    again = once("concat", tmp_path / "b")  # loaded, not trained
+    assert again["pretraining"]["unimodal"]["reused"] is True
+    assert again["metrics"] == first["metrics"] and again["history"] == first["history"]
+    other = once("tfn", tmp_path / "c")  # another fusion: the same step 1
+    assert other["pretraining"]["unimodal"]["reused"] is True
+    assert other["heads"]["pred_text"] == first["heads"]["pred_text"]
+    # a damaged cache file is ignored and step 1 trained again
+    for f in (tmp_path / "cache" / "boost-step1").glob("*.pt"):
+        f.write_bytes(b"not a checkpoint")
+    fresh = once("concat", tmp_path / "d")
+    assert "reused" not in fresh["pretraining"]["unimodal"]
+    assert fresh["metrics"] == first["metrics"]

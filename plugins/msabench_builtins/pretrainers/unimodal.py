@@ -8,6 +8,17 @@ label is kept. A modality without unimodal labels is trained on the multimodal l
 (``missing = "label"``, the paper's MOSI protocol) or left as it is (``"skip"``). Only
 labelled rows with a finite target reach the loss; hidden labels are NaN and never read.
 
+Re-use (``reuse = true``, default): step 1 does not depend on the fusion, so the two-step runs
+of one seed with ``concat``, ``tfn`` and ``mult`` would train the same branches three times.
+The fine-tuned branch and head weights and the log are saved under
+``$MSABENCH_CACHE_DIR/boost-step1/<key>.pt`` (``torch.save``; read back with
+``torch.load(weights_only=True)``, never unpickled), the key hashing everything step 1
+depends on: the seed, the data (ids, labels, label mask, transcripts, media paths, features),
+the method's config without the fusion and multimodal-head keys, the extractors' cache keys,
+this stage's options and the recipe keys it reads. Either way the global random state is
+re-seeded from the run seed when step 1 ends, so step 2 is bit-identical whether step 1 was
+trained or loaded (tested). The log says ``"reused": true`` when it was loaded.
+
 After the last modality, the method's frozen extractors are run once over every split
 (``BoostMTL.cache_frozen``) so step 2 (the supervised stage, branches frozen) never runs them
 again. In modes other than ``two-step`` the stage does nothing and logs why.
@@ -18,14 +29,29 @@ epoch, its validation L1 and the per-epoch history (train and validation L1).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import random
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from msabench.api import ComponentMeta, Pretrainer, Recipe, SplitData
 from msabench.errors import ConfigError
+
+
+def _reseed(seed: int) -> None:
+    """Re-seed python, numpy and torch from the run seed when step 1 ends (step 2's dropout
+    then does not depend on whether step 1 was trained or loaded)."""
+    derived = (int(seed) * 1_000_003 + 17) % (2**31)
+    random.seed(derived)
+    np.random.seed(derived)
+    torch.manual_seed(derived)
 
 
 class UnimodalFinetune(Pretrainer):
@@ -37,7 +63,8 @@ class UnimodalFinetune(Pretrainer):
         paper="boost-mtl (seed 002) sec. 3.4, two-step multi-task training",
         defaults_source="paper: step 1 fine-tunes each extractor on its unimodal label; epochs, "
                         "patience, batch: our choice (docs/boost-mtl.md)")
-    defaults = {"epochs": 10, "patience": 3, "batch_size": 0, "lr": 0.0, "missing": "label"}
+    defaults = {"epochs": 10, "patience": 3, "batch_size": 0, "lr": 0.0, "missing": "label",
+                "reuse": True}
     requires = ("unimodal", "branches", "unimodal_heads", "param_groups", "cache_frozen")
     epoch_keys = ("epochs",)
 
@@ -52,6 +79,23 @@ class UnimodalFinetune(Pretrainer):
         train, valid = data["train"], data["valid"]
         batch_size = int(c["batch_size"]) or int(context.train["batch_size"])
         lr = float(c["lr"]) or float(context.train["lr"])
+        path = self.checkpoint(model, data, context) if c["reuse"] else None
+        logs = self._load(model, path) if path is not None else None
+        if logs is None:
+            logs = self._train(model, train, valid, batch_size, lr, context, data)
+            if path is not None:
+                self._save(model, path, logs)
+        else:
+            context.progress.print(f"seed {context.seed}: boost-mtl step 1 loaded from {path} "
+                                   "(same seed, data and step-1 config; pretrain.unimodal.reuse"
+                                   "=false trains it again)")
+        _reseed(context.seed)
+        logs["cache"] = model.cache_frozen(data)
+        return logs
+
+    def _train(self, model: Any, train: SplitData, valid: SplitData, batch_size: int, lr: float,
+               context: Any, data: Any) -> dict[str, Any]:
+        c = self.config
         logs: dict[str, Any] = {}
         for m, target in model.targets.items():
             if target == "label" and c["missing"] == "skip":
@@ -61,8 +105,71 @@ class UnimodalFinetune(Pretrainer):
                 context.progress.print(f"note: boost-mtl step 1: {data.meta.name} has no {m} "
                                        "labels; the branch is fine-tuned on the multimodal label")
             logs[m] = self._one(model, m, target, train, valid, batch_size, lr, context)
-        logs["cache"] = model.cache_frozen(data)
         return logs
+
+    # ------------------------------------------------------------------ re-use
+    def checkpoint(self, model: Any, data: Any, context: Any) -> Path:
+        """The cache file of this step 1 (module docstring)."""
+        from msabench.fingerprint import cache_root
+
+        digest = hashlib.sha256()
+        skip = {"fusion", "fusion_params", "missing_unimodal", "alpha", "cache_frozen"}
+        cfg = {k: v for k, v in model.config.items() if k not in skip}
+        extractors = {m: b.extractor.cache_key() for m, b in model.branches.items()
+                      if b.extractor is not None}
+        recipe = {k: context.train.get(k) for k in ("lr", "batch_size", "grad_clip",
+                                                     "eval_batch_size")}
+        head = {"seed": context.seed, "config": cfg, "extractors": extractors,
+                "stage": self.config, "recipe": recipe, "device": str(context.device),
+                "targets": model.targets, "modalities": model.modalities, "version": 1}
+        digest.update(json.dumps(head, sort_keys=True, default=str).encode())
+        for name in sorted(data.splits):
+            split = data[name]
+            digest.update(f"{name}\0{len(split)}\0".encode())
+            digest.update("\0".join(split.ids).encode())
+            for t in (split.labels, split.labelled, *[split.unimodal[m] for m in
+                                                      sorted(split.unimodal)]):
+                digest.update(t.detach().cpu().numpy().tobytes())
+            for m in sorted(split.features):
+                digest.update(split.features[m].detach().cpu().numpy().tobytes())
+                digest.update(split.lengths[m].detach().cpu().numpy().tobytes())
+            if split.texts is not None:
+                digest.update("\0".join(split.texts).encode())
+            for m in sorted(split.media):
+                digest.update("\0".join(str(x) for x in split.media[m]).encode())
+        return cache_root() / "boost-step1" / f"{digest.hexdigest()[:32]}.pt"
+
+    @staticmethod
+    def _weights(model: Any) -> dict[str, torch.Tensor]:
+        state = {f"branches.{k}": v for k, v in model.branches.state_dict().items()}
+        state.update({f"unimodal_heads.{k}": v
+                      for k, v in model.unimodal_heads.state_dict().items()})
+        return state
+
+    def _save(self, model: Any, path: Path, logs: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"weights": self._weights(model), "log": json.dumps(logs)}, tmp)
+        os.replace(tmp, path)
+
+    def _load(self, model: Any, path: Path) -> dict[str, Any] | None:
+        if not path.is_file():
+            return None
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            weights, log = saved["weights"], json.loads(saved["log"])
+            expected = self._weights(model)
+            if set(weights) != set(expected) or any(
+                    weights[k].shape != expected[k].shape for k in expected):
+                return None
+        except Exception:  # a damaged or foreign file is ignored and rebuilt, never trusted
+            return None
+        model.branches.load_state_dict(
+            {k[len("branches."):]: v for k, v in weights.items() if k.startswith("branches.")})
+        model.unimodal_heads.load_state_dict(
+            {k[len("unimodal_heads."):]: v for k, v in weights.items()
+             if k.startswith("unimodal_heads.")})
+        return {**log, "reused": True}
 
     def _one(self, model: Any, m: str, target: str, train: SplitData, valid: SplitData,
              batch_size: int, lr: float, context: Any) -> dict[str, Any]:
