@@ -277,6 +277,40 @@ def render_dataset(dataset: str, frame: Any, reported: Iterable[Reported],
     return "\n".join(parts)
 
 
+#: why a dataset with published numbers has no measured rows yet (reported-only pages)
+NOT_MEASURED = {
+    "chsims2": ("CH-SIMS v2 features and media are not on this machine (only its label table, "
+                "which `synthetic-sims2` samples from); no msabench numbers yet. With the "
+                "dataset: `msabench run --method boost-mtl --dataset chsims2 --data-dir DIR`."),
+}
+
+
+def render_reported_only(dataset: str, reported: Iterable[Reported], results_label: str) -> str:
+    """A page for a dataset that has published numbers in reported.toml but no result files:
+    the reported rows alone, in the units of the measured tables, and why nothing is measured."""
+    from tabulate import tabulate
+
+    rep = [r for r in reported if r.dataset == dataset]
+    keys: list[str] = []
+    for r in rep:
+        keys += [k for k in r.metrics if k not in keys]
+    rows = []
+    for r in rep:
+        cells = [r.method + (f" [{r.setting}]" if r.setting else ""),
+                 r.source + (f" ({r.note})" if r.note else "")]
+        cells += [_fmt(r.metrics[k], {"percent": _is_percent(k)}) if k in r.metrics else ""
+                  for k in keys]
+        rows.append(cells)
+    why = NOT_MEASURED.get(dataset, "No msabench results for this dataset yet.")
+    return "\n".join([
+        HEADER.format(results=results_label), "", f"# Leaderboard: {dataset}", "",
+        f"**No measured results.** {why}", "",
+        "Reported (published numbers, NOT measured by msabench; accuracies and F1 as "
+        "percentages, MAE and Corr unscaled):", "",
+        tabulate(rows, headers=["Method (reported)", "Source"] + keys, tablefmt="github",
+                 disable_numparse=True), ""])
+
+
 def _isnan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
@@ -313,6 +347,8 @@ def generate(results_root: Path, reported_file: Path | None = None,
     comparisons = load_comparisons(comparisons_file)
     files = {f"{d}.md": render_dataset(d, frame, reported, label, comparisons)
              for d in sorted(frame["dataset"].unique())}
+    for d in sorted({r.dataset for r in reported} - set(frame["dataset"].unique())):
+        files[f"{d}.md"] = render_reported_only(d, reported, label)
     files[INDEX_NAME] = render_index(frame, label)
     return files
 

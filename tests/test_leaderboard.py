@@ -93,6 +93,18 @@ def test_reported_rows_are_separate(results, tmp_path):
     assert "Paper Y (own split)" in _row(reported, "paper-y")
 
 
+def test_dataset_with_only_reported_rows_gets_a_reported_only_page(results, tmp_path):
+    root, _ = results
+    rep = tmp_path / "reported.toml"
+    rep.write_text('[[row]]\ndataset = "chsims2"\nmethod = "paper-z"\nsource = "Paper Z"\n'
+                   'metrics = { acc2 = 0.8702, acc2_weak = 0.802, mae = 0.246 }\n')
+    files = generate(root, rep)
+    page = files["chsims2.md"]
+    assert "**No measured results.**" in page and "not on this machine" in page
+    assert "| paper-z" in page and "87.02" in page and "80.20" in page and "0.246" in page
+    assert "paper-z" not in files["toy.md"]
+
+
 def test_check_detects_drift_and_stale(results, tmp_path):
     root, _ = results
     out = tmp_path / "boards"
