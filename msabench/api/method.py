@@ -12,6 +12,7 @@ from .dataset import MODALITIES, Batch, DataInfo
 from .meta import ComponentMeta
 
 if TYPE_CHECKING:
+    from ..models import ModelNeed
     from ..registry import Registry
     from .context import RunContext
     from .extractor import Extractor
@@ -98,6 +99,29 @@ class Method(nn.Module):
         self.config = dict(config)
         self.components = components
         self.context: "RunContext | None" = None
+
+    @classmethod
+    def required_models(cls, config: Mapping[str, Any]) -> list["ModelNeed"]:
+        """The pre-trained checkpoints a run with the resolved ``config`` loads (``msabench
+        models`` lists, downloads and verifies them). Called on the class, before any data is
+        read, so it reads the config only.
+
+        Default: every string value of a ``model`` key named ``model`` or ending in
+        ``_model`` (``model.model``, ``model.text_model``), ``"none"`` and empty strings
+        excepted, with ``model.revision`` when present. Override it when checkpoints are
+        named elsewhere (a fusion option, a pretrainer) or to give the modality and role.
+        """
+        from ..models import ModelNeed
+
+        model = config.get("model", {}) or {}
+        revision = model.get("revision") if isinstance(model.get("revision"), str) else None
+        needs = []
+        for key, value in model.items():
+            if (key == "model" or key.endswith("_model")) and isinstance(value, str) \
+                    and value.strip() and value.strip().lower() != "none":
+                needs.append(ModelNeed(value, f"model.{key}", revision=revision,
+                                       role=f"{cls.name} {key.replace('_', ' ')}"))
+        return needs
 
     def frozen(self) -> list[nn.Module]:
         """Sub-modules kept in eval mode and unchanged by supervised training (default none)."""

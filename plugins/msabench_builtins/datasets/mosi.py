@@ -170,6 +170,14 @@ class Mosi(StandardDataset):
                         feature_files=features, words_file=words if words.exists() else None,
                         folds=standard_folds(self.name))
 
+    def required_models(self) -> list:
+        """utt-clean: its text encoder; raw: the extractor models that are not "none"."""
+        if self.setting == "utt-clean":
+            return raw_needs(self.options, ("text",), "utt-clean text features")
+        if self.setting == "raw":
+            return raw_needs(self.options, ("text", "audio", "vision"), "raw features")
+        return []
+
     # -- raw ----------------------------------------------------------------------------------
     def raw_extractors(self) -> dict[str, Any]:
         """The extractor of each modality the raw setting loads (a model "none" is off)."""
@@ -238,6 +246,18 @@ class Mosi(StandardDataset):
         data.validated = False
         data.validate()
         return data
+
+
+_MODEL_KEYS = {"text": "text_model", "audio": "audio_model", "vision": "video_model"}
+
+
+def raw_needs(options: dict[str, Any], modalities: tuple[str, ...], what: str) -> list:
+    """The :class:`~msabench.api.ModelNeed` of each modality's extractor model option."""
+    from msabench.api import ModelNeed
+
+    return [ModelNeed(str(options[_MODEL_KEYS[m]]), f"data.options.{_MODEL_KEYS[m]}",
+                      modality=m, role=f"{m} extractor ({what})")
+            for m in modalities if _on(options[_MODEL_KEYS[m]])]
 
 
 def _on(model: Any) -> bool:
