@@ -70,7 +70,9 @@ DATA_DEFAULTS: dict[str, Any] = {
 NEUTRAL_DATA_KEYS = ("normalize", "max_length", "label_fraction", "label_seed", "max_samples",
                      "valid_label_fraction")
 SECTIONS = ("train", "model", "pretrain", "data")
-TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir")
+#: ``model_dir``: where downloaded checkpoints live (msabench.models); not part of a run's
+#: identity, like ``data_dir``
+TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir", "model_dir")
 #: keys that do not change what is computed, so they do not change a run's identity
 NON_IDENTITY_KEYS = {("train", "device"), ("train", "eval_batch_size")}
 

@@ -11,11 +11,12 @@ from .meta import ComponentMeta
 from .method import TARGETS, Components, Method
 from .metric import Metric
 from .pretrainer import Pretrainer
+from ..models import ModelNeed
 
 __all__ = [
     "CONVENTIONS", "MODALITIES", "POOLINGS", "SPLITS", "TARGETS", "Batch", "ComponentMeta",
     "Components", "ComposedMethod", "DataInfo", "Dataset", "DatasetMeta", "Evaluation",
     "Extractor", "Features", "FitResult", "Fusion", "LoadedDataset", "MediaRef", "Method",
-    "Metric", "Pretrainer", "Progress", "Recipe", "RunContext", "Schedule", "SilentProgress",
+    "Metric", "ModelNeed", "Pretrainer", "Progress", "Recipe", "RunContext", "Schedule", "SilentProgress",
     "SplitData", "Task", "masked_mean", "pool",
 ]

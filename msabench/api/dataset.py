@@ -7,7 +7,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 
@@ -16,6 +16,9 @@ from ..errors import DataError
 CONVENTIONS = ("mosi", "sims")
 MODALITIES = ("text", "audio", "vision")
 SPLITS = ("train", "valid", "test")
+
+if TYPE_CHECKING:
+    from ..models import ModelNeed
 
 
 @dataclass(frozen=True)
@@ -433,6 +436,12 @@ class Dataset(ABC):
                 f"dataset {self.name}: unknown option(s) {', '.join(sorted(unknown))}; "
                 f"options: {', '.join(sorted(self.defaults)) or '(none)'}")
         self.options = {**self.defaults, **dict(options or {})}
+
+    def required_models(self) -> list["ModelNeed"]:
+        """The pre-trained checkpoints :meth:`load` runs for this setting and these options
+        (e.g. the text encoder of a setting that extracts features), found without loading
+        anything; ``msabench models`` lists them beside the method's. Default: none."""
+        return []
 
     def input_files(self) -> list[Path]:
         """The files :meth:`load` would read, found without reading them (default: none, e.g.

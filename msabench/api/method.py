@@ -12,6 +12,7 @@ from .dataset import MODALITIES, Batch, DataInfo, LoadedDataset  # noqa: F401
 from .meta import ComponentMeta
 
 if TYPE_CHECKING:
+    from ..models import ModelNeed
     from ..registry import Registry
     from .context import RunContext
     from .extractor import Extractor
@@ -103,6 +104,29 @@ class Method(nn.Module):
         """Called by the runner once per seed after the model is built and :attr:`context` is
         set, before pretraining: a method may look at the loaded data here (print notices,
         cache frozen encoders' features). Hidden labels are NaN. Default: nothing."""
+
+    @classmethod
+    def required_models(cls, config: Mapping[str, Any]) -> list["ModelNeed"]:
+        """The pre-trained checkpoints a run with the resolved ``config`` loads (``msabench
+        models`` lists, downloads and verifies them). Called on the class, before any data is
+        read, so it reads the config only.
+
+        Default: every string value of a ``model`` key named ``model`` or ending in
+        ``_model`` (``model.model``, ``model.text_model``), ``"none"`` and empty strings
+        excepted, with ``model.revision`` when present. Override it when checkpoints are
+        named elsewhere (a fusion option, a pretrainer) or to give the modality and role.
+        """
+        from ..models import ModelNeed
+
+        model = config.get("model", {}) or {}
+        revision = model.get("revision") if isinstance(model.get("revision"), str) else None
+        needs = []
+        for key, value in model.items():
+            if (key == "model" or key.endswith("_model")) and isinstance(value, str) \
+                    and value.strip() and value.strip().lower() != "none":
+                needs.append(ModelNeed(value, f"model.{key}", revision=revision,
+                                       role=f"{cls.name} {key.replace('_', ' ')}"))
+        return needs
 
     def frozen(self) -> list[nn.Module]:
         """Sub-modules kept in eval mode and unchanged by supervised training (default none)."""

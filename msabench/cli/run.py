@@ -87,6 +87,7 @@ def run_command(
         help="truncate or zero-pad every modality to N steps (= --set data.max_length=N; per "
              "modality: --set data.max_length.text=N)")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="where the dataset files are (else $MSABENCH_DATA_DIR or the config file)")] = None,
+    model_dir: Annotated[Optional[Path], typer.Option(help="where downloaded checkpoints are (else model_dir in --config, $MSABENCH_MODEL_DIR, <cache>/models; msabench models)")] = None,
     out: Annotated[Path, typer.Option(help="results root")] = RESULTS_DIR,
     tag: Annotated[Optional[str], typer.Option(help="name this configuration variant in results and leaderboards")] = None,
     force: Annotated[bool, typer.Option("--force", help="re-run seeds whose result file exists")] = False,
@@ -113,6 +114,9 @@ def run_command(
         data["max_length"] = int(max_length)
     overrides = deep_merge(parse_overrides(set_ or []), {"data": data} if data else {})
     file_cfg = load_config_file(config) if config else {}
+    from ..models import resolve_model_dir, use_model_dir
+
+    use_model_dir(resolve_model_dir(model_dir, file_cfg))
     method, dataset, seed_list = _from_config(file_cfg, config, method, dataset, seeds)
     spec = RunSpec(method=method, dataset=dataset, seeds=seed_list, config_file=config,
                    file_config=file_cfg, overrides=overrides, epochs=epochs,

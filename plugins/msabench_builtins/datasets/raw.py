@@ -47,12 +47,9 @@ rebuilt, never trusted.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -65,6 +62,7 @@ from msabench.errors import DataError
 from .archive import UNIMODAL_KEYS
 from .problems import coded
 from .raw_cache import _FeatureStore, _FileDigests, _text_digest, file_digest  # noqa: F401
+from .raw_extract import _Bars, _check_output, extract_all  # noqa: F401
 
 COLUMNS = ("video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V",
            "annotation", "mode")
@@ -161,7 +159,9 @@ def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
         return vals
 
     labels = numeric("label")
-    unimodal = {mod: numeric(col) for col, mod in UNIMODAL_KEYS.items() if col in df.columns}
+    # a dataset without unimodal labels (MOSI, MOSEI) ignores label_T/_A/_V (may be empty)
+    unimodal = {mod: numeric(col) for col, mod in UNIMODAL_KEYS.items()
+                if col in df.columns and meta.unimodal_labels}
     texts = list(df["text"]) if "text" in df.columns else None
     return _Table(ids, video, clip, split, labels, unimodal, texts)
 
@@ -187,15 +187,6 @@ def _media_paths(root: Path, table: _Table) -> list[Path]:
     return paths
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-") or "extractor"
-
-
-def _option(ex: Extractor, name: str, default: Any) -> Any:
-    value = getattr(ex, "config", {}).get(name, default)
-    return default if value is None else value
-
-
 # --------------------------------------------------------------------------------------------
 # loading
 
@@ -217,11 +208,30 @@ def load_raw(root: Path | str, *, meta: DatasetMeta, setting: str,
         why = "does not exist" if not root.exists() else "has no label.csv"
         raise coded(DataError(f"{label}: label.csv not found ({where} {why}); {LAYOUT} (check "
                               f"--data-dir / MSABENCH_DATA_DIR)"), "missing-file")
+    check_extractors(label, meta, setting, extractors)
+
+    table = _read_labels(label, meta, need_text="text" in extractors)
+    media = [m for m in ("audio", "vision") if m in extractors]
+    paths = _media_paths(root, table) if media else []
+    features, lengths, notes = extract_all(
+        extractors, ids=table.ids, texts=table.texts,
+        refs=[MediaRef(str(p)) for p in paths] if media else None, cache_dir=Path(cache_dir))
+
+    refs = [MediaRef(str(p)) for p in paths] if media else []
+    return assemble(meta=meta, setting=setting, source=label, ids=table.ids, split=table.split,
+                    labels=table.labels, unimodal=table.unimodal, texts=table.texts,
+                    refs={m: refs for m in media}, features=features, lengths=lengths,
+                    notes=notes)
+
+
+def check_extractors(where: Path, meta: DatasetMeta, setting: str,
+                     extractors: Mapping[str, Extractor]) -> None:
+    """The setting exists and ``extractors`` maps known modalities to matching extractors."""
     if setting not in meta.settings:
         raise DataError(f"dataset {meta.name} has no setting {setting!r}; "
                         f"settings: {', '.join(meta.settings)}")
     if not extractors:
-        raise DataError(f"{label}: no extractors given; the raw layout needs one extractor per "
+        raise DataError(f"{where}: no extractors given; the raw layout needs one extractor per "
                         f"modality ({', '.join(MODALITIES)})")
     for mod, ex in extractors.items():
         if mod not in MODALITIES:
@@ -231,147 +241,28 @@ def load_raw(root: Path | str, *, meta: DatasetMeta, setting: str,
             raise DataError(f"load_raw: extractor {ex.name!r} reads {ex.modality!r}, but was "
                             f"given for modality {mod!r}")
 
-    table = _read_labels(label, meta, need_text="text" in extractors)
-    media = [m for m in ("audio", "vision") if m in extractors]
-    paths = _media_paths(root, table) if media else []
-    cache_dir = Path(cache_dir).expanduser()
-    notes: list[str] = []
-    digests = _FileDigests(cache_dir / "file-digests.npz")
 
-    features: dict[str, torch.Tensor] = {}
-    lengths: dict[str, torch.Tensor] = {}
-    with _Bars() as bars:
-        for mod in MODALITIES:
-            if mod not in extractors:
-                continue
-            values, lens, computed = _modality(mod, extractors[mod], table, paths, digests,
-                                               cache_dir, bars)
-            digests.save()
-            features[mod], lengths[mod] = values, lens
-            notes.append(f"{mod}: {extractors[mod].name} features for {len(table.ids)} clips, "
-                         f"{len(table.ids) - computed} from the cache in {cache_dir}")
-
+def assemble(*, meta: DatasetMeta, setting: str, source: Path, ids: list[str],
+             split: np.ndarray, labels: np.ndarray, unimodal: Mapping[str, np.ndarray],
+             texts: list[str] | None, refs: Mapping[str, list[MediaRef]],
+             features: Mapping[str, torch.Tensor], lengths: Mapping[str, torch.Tensor],
+             notes: list[str]) -> LoadedDataset:
+    """The validated :class:`LoadedDataset` of one row per sample (``split`` names each
+    row's split); ``refs[m]`` becomes ``SplitData.media[m]``."""
     splits = {}
     for s in SPLITS:
-        rows = np.flatnonzero(table.split == s)
+        rows = np.flatnonzero(split == s)
         idx = torch.from_numpy(rows)
         splits[s] = SplitData(
-            ids=[table.ids[i] for i in rows],
+            ids=[ids[i] for i in rows],
             features={m: x[idx] for m, x in features.items()},
             lengths={m: x[idx] for m, x in lengths.items()},
-            labels=torch.from_numpy(table.labels[rows].astype(np.float32)),
+            labels=torch.from_numpy(labels[rows].astype(np.float32)),
             unimodal={m: torch.from_numpy(u[rows].astype(np.float32))
-                      for m, u in table.unimodal.items()},
-            texts=[table.texts[i] for i in rows] if table.texts is not None else None,
-            media={m: [MediaRef(str(paths[i])) for i in rows] for m in media})
-    loaded = LoadedDataset(meta=meta, setting=setting, splits=splits, source=str(label),
+                      for m, u in unimodal.items()},
+            texts=[texts[i] for i in rows] if texts is not None else None,
+            media={m: [r[i] for i in rows] for m, r in refs.items()})
+    loaded = LoadedDataset(meta=meta, setting=setting, splits=splits, source=str(source),
                            notes=notes)
     loaded.validate()
     return loaded
-
-
-def _modality(mod: str, ex: Extractor, table: _Table, paths: list[Path],
-              digests: _FileDigests, cache_dir: Path, bars: "_Bars",
-              ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(N, T, D) features and (N,) lengths of one modality, plus how many were computed."""
-    from msabench_builtins import media as media_io
-
-    if mod == "text":
-        decode_desc = "text"
-        keys = [_text_digest(t) for t in table.texts]
-        load: Callable[[int], Any] = lambda i: table.texts[i]  # noqa: E731
-    elif mod == "audio":
-        rate = int(_option(ex, "sample_rate", 16000))
-        decode_desc = f"audio(sample_rate={rate})"
-        keys = [digests(p) for p in paths]
-        load = lambda i: media_io.load_audio(paths[i], rate)  # noqa: E731
-    else:
-        fps, size = _option(ex, "fps", 10), int(_option(ex, "size", 128))
-        decode_desc = f"frames(fps={fps!r},size={size})"
-        keys = [digests(p) for p in paths]
-        load = lambda i: media_io.load_frames(paths[i], fps=fps, size=size)  # noqa: E731
-    key = f"{ex.cache_key()}|input={decode_desc}"
-    name = f"{mod}-{_slug(ex.name)}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    store = _FeatureStore(cache_dir / name, key)
-
-    todo: list[int] = []
-    queued: set[str] = set()
-    for i, d in enumerate(keys):
-        if d not in store.rows and d not in queued:
-            todo.append(i)
-            queued.add(d)
-    chunk = _option(ex, "batch_size", 16)
-    chunk = chunk if isinstance(chunk, int) and not isinstance(chunk, bool) and chunk > 0 else 16
-    if todo:
-        task = bars.add(f"{mod}: {ex.name}", len(todo))
-        try:
-            for start in range(0, len(todo), chunk):
-                rows = todo[start:start + chunk]
-                out = ex.extract([load(i) for i in rows])
-                values, lens = _check_output(ex, out, len(rows))
-                for j, i in enumerate(rows):
-                    store.add(keys[i], values[j, :lens[j]].copy())
-                bars.advance(task, len(rows))
-        finally:
-            store.save()
-
-    rows_ = [store.rows[d] for d in keys]
-    dims = {r.shape[1] for r in rows_}
-    if len(dims) != 1:
-        raise DataError(f"{store.path}: cached {mod} features of different widths "
-                        f"{sorted(dims)}; delete the file to rebuild it")
-    lens = np.array([len(r) for r in rows_], dtype=np.int64)
-    values = np.zeros((len(rows_), int(lens.max()), dims.pop()), dtype=np.float32)
-    for i, r in enumerate(rows_):
-        values[i, :len(r)] = r
-    return torch.from_numpy(values), torch.from_numpy(lens), len(todo)
-
-
-def _check_output(ex: Extractor, out: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    values = getattr(out, "values", None)
-    lens = getattr(out, "lengths", None)
-    if not isinstance(values, torch.Tensor) or not isinstance(lens, torch.Tensor) \
-            or values.dim() != 3 or values.shape[0] != n or lens.shape != (n,):
-        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(out).__name__
-        raise DataError(f"extractor {ex.name}: extract() of {n} inputs returned {shape}; "
-                        f"expected Features with ({n}, T, D) values and ({n},) lengths")
-    values = values.detach().float().cpu().numpy()
-    lens = lens.detach().cpu().numpy().astype(np.int64)
-    if (lens < 1).any() or (lens > values.shape[1]).any():
-        raise DataError(f"extractor {ex.name}: returned lengths outside [1, {values.shape[1]}]")
-    if not np.isfinite(values).all():
-        raise DataError(f"extractor {ex.name}: returned NaN or infinite features")
-    return values, lens
-
-
-class _Bars:
-    """One rich progress bar per modality on stderr (terminals only)."""
-
-    def __init__(self) -> None:
-        self.progress = None
-
-    def __enter__(self) -> "_Bars":
-        return self
-
-    def add(self, description: str, total: int) -> Any:
-        if self.progress is None:
-            if not sys.stderr.isatty():
-                return None
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-
-            self.progress = Progress(
-                TextColumn("[progress.description]{task.description}"), BarColumn(),
-                MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=Console(stderr=True))
-            self.progress.start()
-        return self.progress.add_task(description, total=total)
-
-    def advance(self, task: Any, n: int) -> None:
-        if self.progress is not None and task is not None:
-            self.progress.advance(task, n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -74,6 +74,14 @@ class ChSims2(StandardDataset):
             return self.read_raw(path)
         return super().read(source, path, kwargs)
 
+    def required_models(self) -> list:
+        """raw: the text, audio and video extractor models."""
+        from .mosi import raw_needs
+
+        if self.setting != "raw":
+            return []
+        return raw_needs(self.options, ("text", "audio", "vision"), "raw features")
+
     def read_raw(self, label_csv: Path) -> LoadedDataset:
         from msabench_builtins.extractors.hf_audio import HFAudioExtractor
         from msabench_builtins.extractors.hf_text import HFTextExtractor

@@ -26,7 +26,8 @@ import torch
 from msabench.api import Extractor, Features
 from msabench.api.dataset import MediaRef
 from msabench.errors import ConfigError, DataError
-from msabench_builtins.hf import bundled_model_dir, fingerprint, looks_like_path, offline_env
+from msabench_builtins.hf import (download_command, fingerprint, local_source, looks_like_path,
+                                  offline_env, offline_message)
 
 
 class HFModelExtractor(Extractor):
@@ -79,7 +80,7 @@ class HFModelExtractor(Extractor):
 
     def _source(self) -> tuple[str, dict[str, Any]]:
         name = str(self.config["model"])
-        local = self.model_dir or bundled_model_dir(name)
+        local = self.model_dir or local_source(name)  # bundled package, then the model dir
         if local is not None:
             return str(local), {"local_files_only": True}
         if looks_like_path(name) or Path(name).expanduser().exists():
@@ -95,17 +96,18 @@ class HFModelExtractor(Extractor):
 
     def _load_error(self, what: str, exc: Exception) -> ConfigError:
         name = str(self.config["model"])
-        _, kwargs = self._source()
-        if kwargs["local_files_only"] and self.model_dir is None:
-            msg = (f"model {name!r} is neither a local directory nor available offline (not in "
-                   f"the Hugging Face cache); pass a local path with --set ...model=/path/to/model"
-                   f"{self.offline_hint}")
-        elif self.model_dir is None:
+        source, kwargs = self._source()
+        hub = (self.model_dir or local_source(name)) is None
+        if kwargs["local_files_only"] and hub:
+            msg = (f"model {name!r} is neither a local directory nor available offline: "
+                   f"{offline_message(name, self.config['revision'])}{self.offline_hint}")
+        elif hub:
             msg = (f"could not load {what} of model {name!r} from the hub or the local cache; "
-                   f"pass a local path with --set ...model=/path/to/model (without network "
-                   f"access, set HF_HUB_OFFLINE=1 to skip the hub's retries)")
+                   f"fetch it once with `{download_command(name)}`, or pass a local path with "
+                   f"--set ...model=/path/to/model (without network access, set "
+                   f"HF_HUB_OFFLINE=1 to skip the hub's retries)")
         else:
-            msg = (f"could not load {what} from local directory {name!r}; it must hold a "
+            msg = (f"could not load {what} from local directory {source!r}; it must hold a "
                    f"transformers model saved with save_pretrained (config.json, weights) and "
                    f"its {self.processor_what} ({self.processor_files})")
         return self._config_error(f"{msg} [{type(exc).__name__}: {exc}]")

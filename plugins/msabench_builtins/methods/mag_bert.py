@@ -152,6 +152,15 @@ class MAGBert(Method):
         self._mismatch_warned = False
 
     # ------------------------------------------------------------------ configuration
+    @classmethod
+    def required_models(cls, config: Mapping[str, Any]) -> list:
+        """The BERT-family encoder ``model.model`` (at ``model.revision``), fine-tuned."""
+        from msabench.api import ModelNeed
+
+        m = config["model"]
+        return [ModelNeed(str(m["model"]), "model.model", modality="text",
+                          revision=m.get("revision"), role="MAG-BERT encoder (fine-tuned)")]
+
     @staticmethod
     def _check_config(cfg: Mapping[str, Any]) -> None:
         choices = {"input_mode": INPUT_MODES, "schedule": SCHEDULES, "loss": LOSSES,
