@@ -310,3 +310,18 @@ def test_step1_is_reused_across_fusions_and_step2_is_bit_identical(tmp_path, mon
     fresh = once("concat", tmp_path / "d")
     assert "reused" not in fresh["pretraining"]["unimodal"]
     assert fresh["metrics"] == first["metrics"]
+
+
+def test_required_models_lists_each_configured_encoder():
+    from msabench.config import resolve
+
+    cls = get_registry().load("method", "boost-mtl")
+    needs = {n.modality: (n.name, n.key) for n in cls.required_models(resolve(cls, "chsims2"))}
+    assert needs == {
+        "text": ("bert-base-chinese", "model.encoders.text.options.model"),
+        "audio": ("facebook/hubert-base-ls960", "model.encoders.audio.options.model"),
+        "vision": ("MCG-NJU/videomae-base", "model.encoders.vision.options.model")}
+    assert cls.required_models(resolve(cls, "mosi"))[0].name == "bert-base-uncased"
+    only_text = resolve(cls, "mosi", {"model": {"encoders": {"audio": "features",
+                                                             "vision": "features"}}})
+    assert [n.modality for n in cls.required_models(only_text)] == ["text"]

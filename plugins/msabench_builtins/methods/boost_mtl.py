@@ -188,6 +188,27 @@ class BoostMTL(Method):
             if branch.extractor is not None:
                 branch.extractor.set_trainable(bool(c["finetune"]))
 
+    @classmethod
+    def required_models(cls, config: Mapping[str, Any]) -> list[Any]:
+        """The checkpoint of every configured extractor (``msabench models``); a modality the
+        data has no raw inputs for uses its features instead and loads nothing."""
+        from msabench.models import ModelNeed
+
+        encoders = (config.get("model", {}) or {}).get("encoders") or {}
+        needs = []
+        for m in MODALITIES:
+            spec = encoders.get(m, "features")
+            if not isinstance(spec, Mapping) or not spec.get("extractor"):
+                continue
+            options = {**_ENCODERS.get(m, {}).get("options", {}), **(spec.get("options") or {})}
+            name = options.get("model")
+            if isinstance(name, str) and name.strip():
+                needs.append(ModelNeed(name, f"model.encoders.{m}.options.model", modality=m,
+                                       revision=options.get("revision"),
+                                       role=f"boost-mtl {m} encoder ({spec['extractor']}; used "
+                                            f"when the data has raw {m} inputs)"))
+        return needs
+
     # ------------------------------------------------------------------ construction
     def _alpha(self, alpha: Any) -> dict[str, float]:
         if not isinstance(alpha, Mapping) or set(alpha) - set(ALPHA_KEYS):
