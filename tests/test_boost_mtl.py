@@ -325,3 +325,28 @@ def test_required_models_lists_each_configured_encoder():
     only_text = resolve(cls, "mosi", {"model": {"encoders": {"audio": "features",
                                                              "vision": "features"}}})
     assert [n.modality for n in cls.required_models(only_text)] == ["text"]
+
+
+def test_partial_fine_tuning_runs_only_the_top_layers_and_matches_the_full_forward(tiny_bert):
+    data = _data()
+    encoders = {**FEATURES, "text": {"extractor": "hf-text", "finetune_layers": 1,
+                                     "options": {"model": str(tiny_bert), "max_length": 12}}}
+    model = _method(data, mode="joint", encoders=encoders)
+    branch = model.branches["text"]
+    trainable = {n for n, p in branch.extractor.model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("encoder.layer.1.") for n in trainable)
+    batch = _batch(data)
+    model.eval()
+    part = branch.sequence(batch)
+    full = branch.extractor.encode(batch.raw("text"), "tokens")
+    assert torch.equal(part.lengths, full.lengths)
+    assert torch.allclose(part.values, full.values, atol=1e-5)
+    model.train()
+    loss, _ = model.training_step(batch)
+    loss.backward()
+    assert all((p.grad is not None) == (n in trainable)
+               for n, p in branch.extractor.model.named_parameters())
+    from msabench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="finetune_layers=5"):
+        _method(data, encoders={**encoders, "text": {**encoders["text"], "finetune_layers": 5}})

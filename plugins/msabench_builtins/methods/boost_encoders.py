@@ -16,6 +16,14 @@ global embedding (B, D):
 Global embeddings: ``cls`` (the first token, BERT's [CLS]: the paper's text global) or
 ``mean`` (masked mean over time: the paper's audio and video global).
 
+Partial fine-tuning (``finetune_layers = k`` in an ``hf-text`` encoder spec; 0 = every layer,
+the paper): only the top ``k`` transformer layers are trained. The input of layer ``L - k`` is
+computed once per transcript with the pre-trained weights (eval mode, no gradient; memoised
+like frozen features, and cached on disk) and every batch runs only the top ``k`` layers, with
+the extended additive attention mask, so a step costs about ``k / L`` of a full one. Identical
+to the full forward when nothing has been trained yet (tested). It exists for CPU budgets: the
+top layers see the same inputs as in full fine-tuning except for the lower layers' dropout.
+
 Frozen extractors are run once per distinct input: :meth:`Branch.cache` fills an in-memory
 memo (key: the transcript, or the media file and segment) for every sample of the given
 splits, and with ``store`` also a feature file on disk keyed by the extractor's
@@ -64,7 +72,7 @@ class Branch(nn.Module):
 
     def __init__(self, modality: str, *, extractor: nn.Module | None = None,
                  feature_dim: int | None = None, adapter_dim: int = 128,
-                 global_pooling: str = "mean") -> None:
+                 global_pooling: str = "mean", finetune_layers: int = 0) -> None:
         super().__init__()
         if global_pooling not in GLOBAL_POOLINGS:
             raise ValueError(f"boost-mtl: global pooling {global_pooling!r} of {modality} is not "
@@ -82,6 +90,35 @@ class Branch(nn.Module):
             self.adapter = None
             self.output_dim = int(extractor.output_dim)
         self.memo: dict[str, torch.Tensor] | None = None
+        #: partial fine-tuning: the top ``finetune_layers`` layers train, the rest is memoised
+        self.finetune_layers = int(finetune_layers or 0)
+        self.lower: dict[str, torch.Tensor] | None = None
+        if self.finetune_layers:
+            layers = self._layers()
+            if not 0 < self.finetune_layers <= len(layers):
+                raise ValueError(f"boost-mtl: finetune_layers={finetune_layers} of {modality} "
+                                 f"must be in 1..{len(layers)} (0 = every layer)")
+            if extractor.config.get("layer", -1) != -1:
+                raise ValueError(f"boost-mtl: finetune_layers needs the last hidden layer "
+                                 f"(layer -1) of the {modality} encoder")
+
+    def _layers(self) -> Any:
+        model = getattr(self.extractor, "model", None) if self.extractor is not None else None
+        layers = getattr(getattr(model, "encoder", None), "layer", None)
+        if layers is None or getattr(self.extractor, "name", "") != "hf-text":
+            raise ValueError(f"boost-mtl: finetune_layers works with hf-text encoders whose "
+                             f"model has encoder.layer (BERT family), not "
+                             f"{getattr(self.extractor, 'name', None)!r}")
+        return layers
+
+    def freeze_lower(self) -> None:
+        """Partial fine-tuning: every extractor weight except the top layers' stops training."""
+        layers = self._layers()
+        top = {id(p) for layer in layers[len(layers) - self.finetune_layers:]
+               for p in layer.parameters()}
+        for p in self.extractor.parameters():
+            if id(p) not in top:
+                p.requires_grad_(False)
 
     @property
     def kind(self) -> str:
@@ -98,7 +135,48 @@ class Branch(nn.Module):
         raw = batch.raw(m)
         if self.memo is not None:
             return self._from_memo(raw, batch.label.device)
+        if self.finetune_layers:
+            return self._top_layers(raw, batch.label.device)
         return self.extractor.encode(raw, "tokens")
+
+    # ------------------------------------------------------------------ partial fine-tuning
+    def _lower_rows(self, raw: Sequence[Any]) -> list[torch.Tensor]:
+        """The input of the first trained layer for each text (pre-trained weights)."""
+        ex = self.extractor
+        was = ex.training
+        ex.eval()
+        try:
+            with torch.no_grad():
+                inputs = ex.prepare(list(raw))
+                device = next(ex.parameters()).device
+                out = ex.model(**{k: v.to(device) for k, v in inputs.items()},
+                               output_hidden_states=True, return_dict=True)
+                states = out.hidden_states[len(out.hidden_states) - 1 - self.finetune_layers]
+        finally:
+            ex.train(was)
+        lengths = inputs["attention_mask"].sum(1).tolist()
+        return [states[i, :n].float().cpu().clone() for i, n in enumerate(lengths)]
+
+    def _top_layers(self, raw: Sequence[Any], device: torch.device) -> Features:
+        keys = [item_key(x) for x in raw]
+        if self.lower is None:
+            self.lower = {}
+        missing = [i for i, k in enumerate(keys) if k not in self.lower]
+        if missing:
+            for i, row in zip(missing, self._lower_rows([raw[i] for i in missing])):
+                self.lower[keys[i]] = row
+        rows = [self.lower[k] for k in keys]
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64, device=device)
+        hidden = torch.zeros(len(rows), int(lengths.max()), rows[0].shape[1], device=device)
+        for i, r in enumerate(rows):
+            hidden[i, :len(r)] = r.to(device)
+        valid = torch.arange(hidden.shape[1], device=device)[None, :] < lengths[:, None]
+        additive = (~valid).to(hidden.dtype)[:, None, None, :] * torch.finfo(hidden.dtype).min
+        layers = self._layers()
+        for layer in layers[len(layers) - self.finetune_layers:]:
+            out = layer(hidden, attention_mask=additive)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return Features(hidden * valid.unsqueeze(-1).to(hidden.dtype), lengths)
 
     def pool(self, feats: Features) -> torch.Tensor:
         """The global embedding (B, D)."""
@@ -179,6 +257,48 @@ class Branch(nn.Module):
                 disk.path.parent.mkdir(parents=True, exist_ok=True)
                 disk.save()
         return {"encoded": len(rest), "from_disk": from_disk}
+
+    def cache_lower(self, items: Iterable[Any], batch_size: int, task: Any = None,
+                    store: Path | None = None) -> dict[str, int]:
+        """Partial fine-tuning: fill the memo of the lower layers' output for ``items``, through
+        the on-disk cache when ``store`` is given (pre-trained weights only)."""
+        from msabench_builtins.datasets.raw_cache import _FeatureStore
+
+        self.lower = {} if self.lower is None else self.lower
+        unique: dict[str, Any] = {}
+        for item in items:
+            unique.setdefault(item_key(item), item)
+        todo = [k for k in unique if k not in self.lower]
+        disk, digests = None, {}
+        if store is not None:
+            key = (f"boost-mtl|{self.extractor.cache_key()}|below-top-"
+                   f"{self.finetune_layers}")
+            name = f"boost-{self.modality}-lower-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+            disk = _FeatureStore(Path(store) / name, key)
+            digests = {k: content_digest(unique[k], self.modality) for k in todo}
+        rest = []
+        for k in todo:
+            row = disk.rows.get(digests[k]) if disk is not None else None
+            if row is not None:
+                self.lower[k] = torch.from_numpy(row.copy())
+            else:
+                rest.append(k)
+        if task is not None:
+            task.advance(len(todo) - len(rest))
+        try:
+            for start in range(0, len(rest), batch_size):
+                chunk = rest[start:start + batch_size]
+                for k, row in zip(chunk, self._lower_rows([unique[k] for k in chunk])):
+                    self.lower[k] = row
+                    if disk is not None:
+                        disk.add(digests[k], row.numpy())
+                if task is not None:
+                    task.advance(len(chunk))
+        finally:
+            if disk is not None:
+                disk.path.parent.mkdir(parents=True, exist_ok=True)
+                disk.save()
+        return {"encoded": len(rest), "from_disk": len(todo) - len(rest)}
 
     def clear_memo(self) -> None:
         self.memo = None

@@ -187,6 +187,8 @@ class BoostMTL(Method):
         for branch in self.branches.values():
             if branch.extractor is not None:
                 branch.extractor.set_trainable(bool(c["finetune"]))
+                if branch.finetune_layers and c["finetune"]:
+                    branch.freeze_lower()
 
     @classmethod
     def required_models(cls, config: Mapping[str, Any]) -> list[Any]:
@@ -243,7 +245,16 @@ class BoostMTL(Method):
         if getattr(extractor, "modality", m) != m:
             raise ConfigError(f"boost-mtl: model.encoders.{m}.extractor={spec['extractor']!r} "
                               f"reads {extractor.modality}, not {m}")
-        return Branch(m, extractor=extractor, global_pooling=pooling)
+        layers = spec.get("finetune_layers", 0)
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
+            raise ConfigError(f"boost-mtl: model.encoders.{m}.finetune_layers must be an integer "
+                              f">= 0 (0 = every layer), got {layers!r}")
+        if layers:
+            extractor.load()
+        try:
+            return Branch(m, extractor=extractor, global_pooling=pooling, finetune_layers=layers)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
     # ------------------------------------------------------------------ the run
     def setup(self, data: Any) -> None:
@@ -253,6 +264,19 @@ class BoostMTL(Method):
             progress.print(f"[yellow]note:[/] boost-mtl: {note}")
         if not self.config["finetune"]:
             self.cache_frozen(data, persist=bool(self.config["cache_frozen"]))
+            return
+        from msabench.fingerprint import cache_root
+
+        for m, branch in self.branches.items():
+            if branch.finetune_layers:
+                items = [x for s in data.splits for x in (data[s].texts if m == "text"
+                                                          else data[s].media[m])]
+                task = progress.task(f"  boost-mtl: {m} layers below the top "
+                                     f"{branch.finetune_layers} (pre-trained)",
+                                     len(set(map(str, items))))
+                got = branch.cache_lower(items, 32, task, store=cache_root() / "features"
+                                         if self.config["cache_frozen"] else None)
+                task.done(f"{got['encoded']} encoded, {got['from_disk']} from the cache")
 
     def cache_frozen(self, data: Any, persist: bool = False) -> dict[str, dict[str, int]]:
         """Run every extractor branch once over every split's inputs (its memo); with
