@@ -59,11 +59,13 @@ def register_methods(register):
     register(f"{_P}.methods.mag_bert:MAGBert", name="mag-bert")
     register(f"{_P}.methods.transformer:TransformerClassifier", name="transformer")
     register(f"{_P}.methods.dec_semi:DecSemi", name="dec-semi")
+    register(f"{_P}.methods.cormult:CorMulT", name="cormult")
 
 
 @hookimpl
 def register_pretrainers(register):
     register(f"{_P}.pretrainers.dec:DEC", name="dec")
+    register(f"{_P}.pretrainers.mce:MCEPretrainer", name="mce")
 
 
 @hookimpl
