@@ -34,6 +34,7 @@ def register_metrics(register):
 def register_datasets(register):
     register(f"{_P}.datasets.synthetic:SyntheticMosi", name="synthetic-mosi")
     register(f"{_P}.datasets.synthetic_sims2:SyntheticSims2", name="synthetic-sims2")
+    register(f"{_P}.datasets.synthetic_mosei:SyntheticMosei", name="synthetic-mosei")
     register(f"{_P}.datasets.mosi:Mosi", name="mosi")
     register(f"{_P}.datasets.mosi:Mosei", name="mosei")
     register(f"{_P}.datasets.sims:ChSims", name="chsims")

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from msabench.api import ComponentMeta, Pretrainer, Recipe
+from msabench.api.dataset import MODALITIES
 from msabench.errors import ConfigError, TrainingDiverged
 
 from .mce_model import (CODES, DISTANCES, MCE, STRATEGIES, distance, draw_strategies,
@@ -199,7 +200,7 @@ class MCEPretrainer(Pretrainer):
             v = v.cpu()
             row: dict[str, Any] = summary(v)
             if weak is not None:
-                ix, iy = mce.modalities.index(x), mce.modalities.index(y)
+                ix, iy = MODALITIES.index(x), MODALITIES.index(y)  # the column's index
                 planted = (weak == ix) | (weak == iy)
                 row["planted"] = {"mean_disagreeing": float(v[planted].mean()) if bool(
                     planted.any()) else None,
