@@ -282,6 +282,10 @@ NOT_MEASURED = {
     "chsims2": ("CH-SIMS v2 features and media are not on this machine (only its label table, "
                 "which `synthetic-sims2` samples from); no msabench numbers yet. With the "
                 "dataset: `msabench run --method boost-mtl --dataset chsims2 --data-dir DIR`."),
+    "mosei": ("CMU-MOSEI features are not on this machine (only its folds and segment "
+              "intervals); cormult vs MulT was measured on the MOSEI-shaped SYNTHETIC "
+              "`synthetic-mosei` instead. With the data: `msabench run --method cormult "
+              "--dataset mosei --data-dir DIR`."),
 }
 
 

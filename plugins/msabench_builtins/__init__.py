@@ -34,6 +34,7 @@ def register_metrics(register):
 def register_datasets(register):
     register(f"{_P}.datasets.synthetic:SyntheticMosi", name="synthetic-mosi")
     register(f"{_P}.datasets.synthetic_sims2:SyntheticSims2", name="synthetic-sims2")
+    register(f"{_P}.datasets.synthetic_mosei:SyntheticMosei", name="synthetic-mosei")
     register(f"{_P}.datasets.mosi:Mosi", name="mosi")
     register(f"{_P}.datasets.mosi:Mosei", name="mosei")
     register(f"{_P}.datasets.sims:ChSims", name="chsims")
@@ -60,12 +61,14 @@ def register_methods(register):
     register(f"{_P}.methods.transformer:TransformerClassifier", name="transformer")
     register(f"{_P}.methods.dec_semi:DecSemi", name="dec-semi")
     register(f"{_P}.methods.boost_mtl:BoostMTL", name="boost-mtl")
+    register(f"{_P}.methods.cormult:CorMulT", name="cormult")
 
 
 @hookimpl
 def register_pretrainers(register):
     register(f"{_P}.pretrainers.dec:DEC", name="dec")
     register(f"{_P}.pretrainers.unimodal:UnimodalFinetune", name="unimodal")
+    register(f"{_P}.pretrainers.mce:MCEPretrainer", name="mce")
 
 
 @hookimpl
