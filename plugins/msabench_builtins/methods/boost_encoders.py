@@ -215,81 +215,53 @@ class Branch(nn.Module):
         """Fill the memo for ``items`` (frozen extractor only); with ``store`` (a directory),
         read and extend the on-disk feature file of this extractor configuration. Returns how
         many inputs were encoded and how many came from the disk cache."""
-        from msabench_builtins.datasets.raw_cache import _FeatureStore
-
         if self.extractor is None:
             return {"encoded": 0, "from_disk": 0}
         self.memo = {} if self.memo is None else self.memo
-        unique: dict[str, Any] = {}
-        for item in items:
-            unique.setdefault(item_key(item), item)
-        todo = [k for k in unique if k not in self.memo]
-        disk = None
-        digests: dict[str, str] = {}
-        if store is not None:
-            key = f"boost-mtl|{self.extractor.cache_key()}|tokens"
-            name = (f"boost-{self.modality}-"
-                    f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
-            disk = _FeatureStore(Path(store) / name, key)
-            digests = {k: content_digest(unique[k], self.modality) for k in todo}
-        from_disk = 0
-        rest = []
-        for k in todo:
-            row = disk.rows.get(digests[k]) if disk is not None else None
-            if row is not None:
-                self.memo[k] = torch.from_numpy(row.copy())
-                from_disk += 1
-            else:
-                rest.append(k)
-        if task is not None and from_disk:
-            task.advance(from_disk)
-        try:
-            for start in range(0, len(rest), batch_size):
-                chunk = rest[start:start + batch_size]
-                for k, row in zip(chunk, self._encode_frozen([unique[k] for k in chunk])):
-                    self.memo[k] = row
-                    if disk is not None:
-                        disk.add(digests[k], row.numpy())
-                if task is not None:
-                    task.advance(len(chunk))
-        finally:
-            if disk is not None:
-                disk.path.parent.mkdir(parents=True, exist_ok=True)
-                disk.save()
-        return {"encoded": len(rest), "from_disk": from_disk}
+        return self._fill(self.memo, self._encode_frozen, "tokens", "", items, batch_size,
+                          task, store)
 
     def cache_lower(self, items: Iterable[Any], batch_size: int, task: Any = None,
                     store: Path | None = None) -> dict[str, int]:
         """Partial fine-tuning: fill the memo of the lower layers' output for ``items``, through
         the on-disk cache when ``store`` is given (pre-trained weights only)."""
+        self.lower = {} if self.lower is None else self.lower
+        return self._fill(self.lower, self._lower_rows, f"below-top-{self.finetune_layers}",
+                          "lower-", items, batch_size, task, store)
+
+    def _fill(self, memo: dict[str, torch.Tensor], compute: Any, what: str, prefix: str,
+              items: Iterable[Any], batch_size: int, task: Any,
+              store: Path | None) -> dict[str, int]:
+        """``memo[item_key(x)] = compute([x])[0]`` for every distinct item not there yet, in
+        batches, through the feature file ``store/boost-<modality>-<prefix><hash>.npz`` (keyed
+        by the extractor's cache key, ``what`` and each input's content digest) when given."""
         from msabench_builtins.datasets.raw_cache import _FeatureStore
 
-        self.lower = {} if self.lower is None else self.lower
         unique: dict[str, Any] = {}
         for item in items:
             unique.setdefault(item_key(item), item)
-        todo = [k for k in unique if k not in self.lower]
+        todo = [k for k in unique if k not in memo]
         disk, digests = None, {}
         if store is not None:
-            key = (f"boost-mtl|{self.extractor.cache_key()}|below-top-"
-                   f"{self.finetune_layers}")
-            name = f"boost-{self.modality}-lower-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+            key = f"boost-mtl|{self.extractor.cache_key()}|{what}"
+            name = (f"boost-{self.modality}-{prefix}"
+                    f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
             disk = _FeatureStore(Path(store) / name, key)
             digests = {k: content_digest(unique[k], self.modality) for k in todo}
         rest = []
         for k in todo:
             row = disk.rows.get(digests[k]) if disk is not None else None
             if row is not None:
-                self.lower[k] = torch.from_numpy(row.copy())
+                memo[k] = torch.from_numpy(row.copy())
             else:
                 rest.append(k)
-        if task is not None:
+        if task is not None and len(todo) > len(rest):
             task.advance(len(todo) - len(rest))
         try:
             for start in range(0, len(rest), batch_size):
                 chunk = rest[start:start + batch_size]
-                for k, row in zip(chunk, self._lower_rows([unique[k] for k in chunk])):
-                    self.lower[k] = row
+                for k, row in zip(chunk, compute([unique[k] for k in chunk])):
+                    memo[k] = row
                     if disk is not None:
                         disk.add(digests[k], row.numpy())
                 if task is not None:
