@@ -60,6 +60,7 @@ from msabench.api.extractor import Extractor
 from msabench.errors import DataError
 
 from .archive import UNIMODAL_KEYS
+from .csv_tables import numeric_column, read_table
 from .problems import coded
 from .raw_cache import _FeatureStore, _FileDigests, _text_digest, file_digest  # noqa: F401
 from .raw_extract import _Bars, _check_output, extract_all  # noqa: F401
@@ -88,25 +89,8 @@ class _Table:
 
 
 def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(label, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise coded(DataError(f"{label}: cannot read as CSV ({exc}); {LAYOUT}"),
-                    "corrupt-file") from None
-    df.columns = [str(c).strip() for c in df.columns]
     required = REQUIRED + (("text",) if need_text else ())
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        why = " (needed by the text extractor)" if missing == ["text"] else ""
-        raise DataError(f"{label}: missing column(s) {', '.join(missing)}{why}; columns present: "
-                        f"{', '.join(df.columns) or '(none)'}; {LAYOUT}")
-    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-    if dup:
-        raise DataError(f"{label}: duplicate column(s) {', '.join(dup)}")
-    if len(df) == 0:
-        raise DataError(f"{label}: has a header but no rows")
+    df = read_table(label, required, LAYOUT, why={"text": " (needed by the text extractor)"})
 
     video = [v.strip() for v in df["video_id"]]
     clip = [c.strip() for c in df["clip_id"]]
@@ -141,14 +125,7 @@ def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
                             f"(train, valid, test) needs at least one clip")
 
     def numeric(col: str) -> np.ndarray:
-        raw = df[col].str.strip()
-        vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(vals)
-        if bad.any():
-            first = int(np.argmax(bad))
-            raise DataError(f"{label}: column {col!r} has {int(bad.sum())} missing or "
-                            f"non-numeric value(s), first {raw.iloc[first]!r} on line "
-                            f"{first + 2} (clip {ids[first]!r})")
+        vals = numeric_column(df, col, label, ids, "clip")
         lo, hi = meta.label_range
         out = (vals < lo - 1e-6) | (vals > hi + 1e-6)
         if out.any():

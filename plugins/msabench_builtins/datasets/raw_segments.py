@@ -51,7 +51,8 @@ from msabench.api.dataset import SPLITS, DatasetMeta, LoadedDataset, MediaRef
 from msabench.api.extractor import Extractor
 from msabench.errors import DataError
 
-from .problems import coded
+from .csv_tables import line, numeric_column, read_table
+from .problems import coded  # noqa: F401
 
 COLUMNS = ("segment_id", "video_id", "start", "end", "label", "split", "text")
 REQUIRED = ("segment_id", "start", "end")
@@ -83,34 +84,17 @@ class Segments:
     notes: list[str]
 
 
-def _line(i: int) -> str:
-    return f"line {i + 2}"
+_line = line
 
 
 def read_segments_csv(path: Path, *, dataset: str, meta: DatasetMeta,
                       label_file: Path | None = None) -> Segments:
     """Read and check ``segments.csv`` (module docstring); labels from ``label_file`` (an SDK
     label ``.csd``) when the table has no ``label`` column."""
-    import pandas as pd
-
     from .chsims import check_path_ids
     from .folds import split_of, standard_folds, video_of
 
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise coded(DataError(f"{path}: cannot read as CSV ({exc}); {LAYOUT}"),
-                    "corrupt-file") from None
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; columns present: "
-                        f"{', '.join(df.columns) or '(none)'}; {LAYOUT}")
-    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-    if dup:
-        raise DataError(f"{path}: duplicate column(s) {', '.join(dup)}")
-    if len(df) == 0:
-        raise DataError(f"{path}: has a header but no rows")
+    df = read_table(path, REQUIRED, LAYOUT, lower_case=True)
     ids = [s.strip() for s in df["segment_id"]]
     empty = [i for i, s in enumerate(ids) if not s]
     if empty:
@@ -140,15 +124,7 @@ def read_segments_csv(path: Path, *, dataset: str, meta: DatasetMeta,
     check_path_ids(path, "video_id", video)
 
     def numeric(col: str) -> np.ndarray:
-        raw = df[col].str.strip()
-        vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(vals)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DataError(f"{path}: column {col!r} has {int(bad.sum())} missing or "
-                            f"non-numeric value(s), first {raw.iloc[i]!r} on {_line(i)} "
-                            f"(segment {ids[i]!r}); give plain numbers, e.g. 12.5")
-        return vals
+        return numeric_column(df, col, path, ids, "segment", "give plain numbers, e.g. 12.5")
 
     start, end = numeric("start"), numeric("end")
     bad = (end < start) | (end <= 0)
