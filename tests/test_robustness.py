@@ -32,7 +32,8 @@ CASES = {
 
 def _trained(tmp_path, method, dataset, overrides):
     [o] = run(RunSpec(method=method, dataset=dataset, seeds=[5], out=tmp_path, quiet=True,
-                      overrides=overrides, save_checkpoint=True), progress=Progress(quiet=True))
+                      overrides=overrides, save_checkpoint=True, epochs=1),
+              progress=Progress(quiet=True))
     return o.path
 
 
