@@ -40,7 +40,7 @@ def leaderboard_command(
                             "compares the markdown on disk, --print only prints it")
     console = Console()
     files = generate(results, reported, results_label=results.as_posix(),
-                     comparisons_file=comparisons, head=head, figures_wanted=not show)
+                     comparisons_file=comparisons, head=head)
     if not files:
         console.print(f"no result files under {results}" + (f" with a head {head!r}"
                                                               if head != "pred" else "")
