@@ -135,8 +135,7 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
                                                     read_result(path).test))
                         continue
                     check_variant_folder(folder, plan.hash, set(spec.seeds))
-                    result = run_seed(plan, spec, data, seed, registry, progress,
-                                      checkpoint_for=path if spec.save_checkpoint else None)
+                    result = run_seed(plan, spec, data, seed, registry, progress)
                     write_result(path, result)
                 finally:
                     release(path)
@@ -257,11 +256,13 @@ def pretrain(model: Any, data: Any, stages_cfg: Mapping[str, Any], registry: Reg
 
 
 def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
-             progress: Progress, checkpoint_for: Path | None = None) -> RunResult:
-    """One seed; ``checkpoint_for``: the result path beside which the selected weights are
-    saved (msabench.checkpoints). The run's trackers (``spec.trackers``) see it."""
+             progress: Progress) -> RunResult:
+    """One seed. With ``spec.save_checkpoint`` the selected weights are saved beside the
+    seed's result path (msabench.checkpoints); the run's trackers (``spec.trackers``) see it."""
     from .tracking import open_trackers
 
+    checkpoint_for = (result_path(spec.out, spec.dataset, plan.setting, spec.method,
+                                  plan.variant, seed) if spec.save_checkpoint else None)
     trackers = open_trackers(spec.trackers, registry, progress)
     trackers.start(method=spec.method, dataset=spec.dataset, setting=plan.setting,
                    variant=plan.variant, seed=seed, config=plan.config,
