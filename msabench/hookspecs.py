@@ -30,7 +30,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 Register = Callable[..., None]
 
 #: the component kinds, each registered through ``register_<kind>s``
-KINDS = ("dataset", "extractor", "fusion", "pretrainer", "metric", "method")
+KINDS = ("dataset", "extractor", "fusion", "pretrainer", "metric", "method", "tracker")
 
 
 @hookspec
@@ -68,6 +68,16 @@ def register_metrics(register: Register) -> None:
 @hookspec
 def register_methods(register: Register) -> None:
     """Register :class:`msabench.api.Method` subclasses (a complete trainable model + recipe)."""
+
+
+@hookspec
+def register_trackers(register: Register) -> None:
+    """Register :class:`msabench.tracking.Tracker` subclasses (experiment trackers).
+
+    A tracker receives each seed's identity and resolved config (``start``), every epoch's
+    history row (``log_epoch``) and the final result (``finish``, or ``fail``). Trackers are
+    opt-in: a run uses the ones named by ``--tracker NAME`` or ``$MSABENCH_TRACKERS``.
+    """
 
 
 @hookspec

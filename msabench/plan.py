@@ -47,6 +47,10 @@ class RunSpec:
     smoke: bool = False
     #: torch threads (None: the CPUs this process may use, see training.default_threads)
     threads: int | None = None
+    #: write each seed's selected weights beside its result (msabench.checkpoints)
+    save_checkpoint: bool = False
+    #: names of registered trackers that receive each seed's config, history and metrics
+    trackers: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.overrides, Mapping):

@@ -88,6 +88,10 @@ class RunResult:
     pretraining: dict[str, Any] = dataclasses.field(default_factory=dict)
     wall_time_s: float | None = None
     device: str = ""
+    #: the saved weights (``msabench run --save-checkpoint``): ``{"file", "format", "sha256",
+    #: "config_hash", "tensors", "bytes"}`` (msabench.checkpoints); empty (and not written)
+    #: when none was saved
+    checkpoint: dict[str, Any] = dataclasses.field(default_factory=dict)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -109,6 +113,9 @@ class RunResult:
             for key in ("data_files", "heads", "overrides", "prediction_summary"):
                 if not out[key]:
                     del out[key]
+        for key in OPTIONAL_KEYS:  # newer optional fields: absent from the file when empty
+            if not out[key]:
+                del out[key]
         out.update(self.provenance)
         out.update({k: v for k, v in self.extra.items() if k not in out})
         return out
@@ -128,10 +135,13 @@ class RunResult:
         return cls(**known, provenance=provenance, extra=extra)
 
 
+#: fields added after schema 2 that are left out of a file when empty (older files stay valid)
+OPTIONAL_KEYS = ("checkpoint",)
+
 _FIX = "fix or delete the file and re-run that seed (or restore it from git)"
 _TYPES = {"schema_version": int, "seed": int, "method": str, "dataset": str, "setting": str,
           "variant": str, "config_hash": str, "config": dict, "metric_info": dict,
-          "metrics": dict}
+          "metrics": dict, "checkpoint": dict}
 
 
 def _check_fields(data: Mapping[str, Any], where: str) -> None:

@@ -108,6 +108,9 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
                     "--tag NAME to keep both results, or --force to replace this one")
             outcomes.append(SeedOutcome(seed, path, "skipped", old.test))
             progress.print(f"seed {seed}: result exists, skipped ({path}); --force re-runs it")
+            if spec.save_checkpoint and not old.checkpoint:
+                progress.print(f"[yellow]note:[/] seed {seed} has no checkpoint; --force "
+                               "re-runs it with --save-checkpoint to write one")
             continue
         todo.append(seed)
     if not todo:
@@ -254,6 +257,27 @@ def pretrain(model: Any, data: Any, stages_cfg: Mapping[str, Any], registry: Reg
 
 def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
              progress: Progress) -> RunResult:
+    """One seed. With ``spec.save_checkpoint`` the selected weights are saved beside the
+    seed's result path (msabench.checkpoints); the run's trackers (``spec.trackers``) see it."""
+    from .tracking import open_trackers
+
+    checkpoint_for = (result_path(spec.out, spec.dataset, plan.setting, spec.method,
+                                  plan.variant, seed) if spec.save_checkpoint else None)
+    trackers = open_trackers(spec.trackers, registry, progress)
+    trackers.start(method=spec.method, dataset=spec.dataset, setting=plan.setting,
+                   variant=plan.variant, seed=seed, config=plan.config,
+                   config_hash=plan.hash)
+    try:
+        result = _run_seed(plan, spec, data, seed, registry, progress, checkpoint_for)
+    except BaseException as exc:
+        trackers.fail(exc)
+        raise
+    trackers.finish(result)
+    return result
+
+
+def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
+              progress: Progress, checkpoint_for: Path | None) -> RunResult:
     import torch
 
     from . import preprocess
@@ -298,6 +322,13 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
     test = context.evaluate(model, data["test"])
     valid = context.evaluate(model, data["valid"])
     wall = time.perf_counter() - started
+    checkpoint = {}
+    if checkpoint_for is not None:
+        from .checkpoints import save_checkpoint
+
+        checkpoint = save_checkpoint(model, checkpoint_for, plan.hash, {
+            "method": spec.method, "dataset": spec.dataset, "setting": plan.setting,
+            "variant": plan.variant, "seed": seed})
     for message in test.warnings:
         progress.print(f"[yellow]warning (test metrics):[/] {message}")
     summary = ", ".join(f"{k} {v:.4f}" for k, v in test.metrics.items() if v is not None)
@@ -326,6 +357,7 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
         stopped_early=fitted.stopped_early,
         selection={"criterion": config["train"]["select"], "best_valid": fitted.best_score},
         history=fitted.history, pretraining=pretraining, wall_time_s=round(wall, 3),
+        checkpoint=checkpoint,
         device=str(device) if device.type == "cpu" else
         f"{device} ({torch.cuda.get_device_name(device)})")
 

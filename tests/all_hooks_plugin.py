@@ -272,3 +272,31 @@ def register_commands(cli):
     def toy_hello(name: str = "world") -> None:
         """Say hello (a plugin-provided command)."""
         print(f"hello {name} from a plugin")
+
+
+class ListTracker:
+    """A tracker that keeps what it receives in memory (``EVENTS``)."""
+
+    name = "toy-list"
+    meta = ComponentMeta(summary="records tracker calls in memory")
+    EVENTS: list = []
+
+    def __init__(self, **options):
+        self.options = options
+
+    def start(self, run):
+        self.EVENTS.append(("start", dict(run)))
+
+    def log_epoch(self, stage, row):
+        self.EVENTS.append(("epoch", stage, dict(row)))
+
+    def finish(self, result):
+        self.EVENTS.append(("finish", dict(result)))
+
+    def fail(self, error):
+        self.EVENTS.append(("fail", str(error)))
+
+
+@hookimpl
+def register_trackers(register):
+    register(ListTracker)

@@ -20,11 +20,11 @@ HELP = ("Benchmark multimodal sentiment analysis methods: run any method on any 
 def make_app(system: Any = None) -> typer.Typer:
     """A fresh app with the core commands and those of every loaded plugin."""
     from ..plugins import get_plugin_system
-    from . import data, info, leaderboard, listing, models, run
+    from . import data, grid, info, leaderboard, listing, models, robustness, run
 
     app = typer.Typer(name="msabench", help=HELP, no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False)
-    for module in (run, data, leaderboard, listing, info, models):
+    for module in (run, grid, robustness, data, leaderboard, listing, info, models):
         module.register(app)
     (system or get_plugin_system()).add_commands(app)
     return app

@@ -90,6 +90,15 @@ def run_command(
     model_dir: Annotated[Optional[Path], typer.Option(help="where downloaded checkpoints are (else model_dir in --config, $MSABENCH_MODEL_DIR, <cache>/models; msabench models)")] = None,
     out: Annotated[Path, typer.Option(help="results root")] = RESULTS_DIR,
     tag: Annotated[Optional[str], typer.Option(help="name this configuration variant in results and leaderboards")] = None,
+    label_fractions: Annotated[Optional[str], typer.Option(
+        help="comma-separated label fractions, e.g. 0.05,0.1,0.2,0.4,1.0: one variant per "
+             "fraction (a label-efficiency curve in the leaderboard)")] = None,
+    save_checkpoint: Annotated[bool, typer.Option(
+        "--save-checkpoint", help="write each seed's selected weights beside its result "
+                                  "(seed-N.safetensors; msabench robustness reads them)")] = False,
+    tracker: Annotated[Optional[list[str]], typer.Option(
+        help="send each seed's config, history and metrics to a registered tracker, e.g. "
+             "mlflow (repeatable; also $MSABENCH_TRACKERS)")] = None,
     force: Annotated[bool, typer.Option("--force", help="re-run seeds whose result file exists")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
 ) -> None:
@@ -118,18 +127,35 @@ def run_command(
 
     use_model_dir(resolve_model_dir(model_dir, file_cfg))
     method, dataset, seed_list = _from_config(file_cfg, config, method, dataset, seeds)
-    spec = RunSpec(method=method, dataset=dataset, seeds=seed_list, config_file=config,
-                   file_config=file_cfg, overrides=overrides, epochs=epochs,
-                   data_dir=data_dir, out=out, force=force, tag=tag, quiet=quiet,
-                   smoke=smoke, threads=threads)
-    outcomes = run(spec)
+    from ..grid import fraction_tag, parse_fractions
+
+    fractions: list[Optional[float]] = [None]
+    if label_fractions is not None:
+        from ..errors import ConfigError
+
+        if label_fraction is not None:
+            raise ConfigError("give --label-fraction or --label-fractions, not both")
+        fractions = list(parse_fractions(label_fractions, "--label-fractions"))
     console = Console()
-    stats = summarize(outcomes)
-    console.print(f"[bold]{method}[/] on [bold]{dataset}[/]: {len(outcomes)} seed(s) "
-                  f"({sum(o.status == 'ran' for o in outcomes)} run, "
-                  f"{sum(o.status == 'skipped' for o in outcomes)} skipped); results in {spec.out}")
-    for key, (mean, std, n) in stats.items():
-        console.print(f"  test {key:<10} {mean:.4f} ± {std:.4f} (n={n})")
+    for fraction in fractions:
+        over, run_tag = overrides, tag
+        if fraction is not None:
+            over = deep_merge(overrides, {"data": {"label_fraction": fraction}})
+            run_tag = fraction_tag(tag, fraction)
+        spec = RunSpec(method=method, dataset=dataset, seeds=seed_list, config_file=config,
+                       file_config=file_cfg, overrides=over, epochs=epochs,
+                       data_dir=data_dir, out=out, force=force, tag=run_tag, quiet=quiet,
+                       smoke=smoke, threads=threads, save_checkpoint=save_checkpoint,
+                       trackers=tracker or [])
+        outcomes = run(spec)
+        stats = summarize(outcomes)
+        what = f" (label fraction {fraction:g})" if fraction is not None else ""
+        console.print(f"[bold]{method}[/] on [bold]{dataset}[/]{what}: {len(outcomes)} seed(s) "
+                      f"({sum(o.status == 'ran' for o in outcomes)} run, "
+                      f"{sum(o.status == 'skipped' for o in outcomes)} skipped); results in "
+                      f"{spec.out}")
+        for key, (mean, std, n) in stats.items():
+            console.print(f"  test {key:<10} {mean:.4f} ± {std:.4f} (n={n})")
 
 
 def register(app: typer.Typer) -> None:

@@ -76,3 +76,8 @@ def register_extractors(register):
     register(f"{_P}.extractors.hf_text:HFTextExtractor", name="hf-text")
     register(f"{_P}.extractors.hf_audio:HFAudioExtractor", name="hf-audio")
     register(f"{_P}.extractors.hf_video:HFVideoExtractor", name="hf-video")
+
+
+@hookimpl
+def register_trackers(register):
+    register(f"{_P}.trackers.mlflow:MLflowTracker", name="mlflow")

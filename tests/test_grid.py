@@ -1,0 +1,118 @@
+"""msabench grid (local and Ray executors, resume after failures) and --label-fractions."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from msabench.cli import make_app
+from tests.conftest import TINY_SYNTH
+
+SETS = ", ".join(f'"data.options.{k}={v}"' for k, v in TINY_SYNTH.items())
+
+
+def _grid(tmp_path, executor="local", extra=""):
+    path = tmp_path / "grid.toml"
+    path.write_text(f"""
+methods = ["sf", "lmf"]
+datasets = ["synthetic-mosi"]
+seeds = [1, 2]
+epochs = 1
+threads = 1
+out = "{tmp_path / 'results'}"
+set = [{SETS}]
+executor = "{executor}"
+
+[[variants]]
+
+[[variants]]
+tag = "broken"
+set = ["train.select=nonsense"]   # fails at run time, in the task
+{extra}
+""")
+    return path
+
+
+def _invoke(*args):
+    return CliRunner().invoke(make_app(), list(args))
+
+
+def _results(tmp_path):
+    return sorted(p.relative_to(tmp_path / "results").as_posix()
+                  for p in (tmp_path / "results").rglob("seed-*.json"))
+
+
+def _check_grid_and_resume(tmp_path, *executor_args):
+    grid = _grid(tmp_path)
+    first = _invoke("grid", str(grid), "-q", *executor_args)
+    assert first.exit_code == 1, first.output
+    assert "4 ran, 0 already done, 4 failed" in first.output
+    assert "nonsense" in first.output
+    done = _results(tmp_path)
+    assert len(done) == 4 and not any("broken" in d for d in done)
+    assert {d.rsplit("/", 1)[1] for d in done} == {"seed-1.json", "seed-2.json"}
+    # a lost result (a killed task) and the failures are all that a re-run attempts
+    (tmp_path / "results" / done[0]).unlink()
+    again = _invoke("grid", str(grid), "-q", *executor_args)
+    assert "1 ran, 3 already done, 4 failed" in again.output, again.output
+    assert _results(tmp_path) == done
+    dry = _invoke("grid", str(grid), "--dry-run")
+    assert dry.exit_code == 0 and "8 task(s), 4 to run" in dry.output
+
+
+def test_local_grid_runs_skips_and_resumes(tmp_path):
+    _check_grid_and_resume(tmp_path)
+
+
+def test_ray_grid_on_a_local_two_cpu_cluster(tmp_path):
+    pytest.importorskip("ray")
+    started = time.perf_counter()
+    _check_grid_and_resume(tmp_path, "--executor", "ray", "--workers", "2")
+    assert time.perf_counter() - started < 120
+
+
+def test_grid_file_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('methods = ["sf"]\ndatasets = ["synthetic-mosi"]\nseeds = [1]\nmethod = "x"\n')
+    out = _invoke("grid", str(bad))
+    assert out.exit_code == 2 and "unknown key grid.method" in " ".join(out.output.split())
+    bad.write_text('methods = ["sff"]\ndatasets = ["synthetic-mosi"]\nseeds = [1]\n')
+    out = _invoke("grid", str(bad))
+    assert out.exit_code == 2 and "sf" in out.output  # did you mean
+
+
+def test_resources_per_method(tmp_path):
+    from msabench.grid import expand
+
+    grid = _grid(tmp_path, extra='[resources]\nnum_cpus = 1\n[resources.methods.lmf]\n'
+                                 'num_cpus = 2\nnum_gpus = 0.5\n')
+    tasks = expand(grid).tasks
+    assert {t.method: t.resources["num_cpus"] for t in tasks} == {"sf": 1, "lmf": 2}
+    assert {t.resources.get("num_gpus") for t in tasks if t.method == "lmf"} == {0.5}
+    assert len(tasks) == 8 and all(t.status == "pending" for t in tasks)
+
+
+def test_label_fractions_run_one_variant_each_and_draw_a_curve(tmp_path):
+    from msabench.leaderboard import generate
+
+    args = ["run", "-m", "sf", "-d", "synthetic-mosi", "--seeds", "1,2", "--epochs", "1",
+            "--out", str(tmp_path), "--label-fractions", "0.5,1.0", "-q"]
+    args += [x for k, v in TINY_SYNTH.items() for x in ("--set", f"data.options.{k}={v}")]
+    out = _invoke(*args)
+    assert out.exit_code == 0, out.output
+    folders = sorted(p.name for p in (tmp_path / "synthetic-mosi" / "unaligned").iterdir())
+    assert len(folders) == 2 and folders[1].startswith("sf@lf0.5_cfg-")  # tiny data: cfg-
+    res = json.loads((tmp_path / "synthetic-mosi/unaligned" / folders[1] / "seed-1.json")
+                     .read_text())
+    assert res["config"]["data"]["label_fraction"] == 0.5
+    files = generate(tmp_path)
+    page = files["synthetic-mosi.md"]
+    assert "### Label efficiency" in page
+    assert "figures/synthetic-mosi--unaligned--label-efficiency.svg" in files
+    tagged = _invoke(*args, "--tag", "mine")  # a tag names the curve; points get _lf<F>
+    assert tagged.exit_code == 0, tagged.output
+    names = sorted(p.name for p in (tmp_path / "synthetic-mosi" / "unaligned").iterdir())
+    assert "sf@mine" in names and "sf@mine_lf0.5" in names
