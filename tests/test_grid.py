@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -69,9 +68,9 @@ def test_local_grid_runs_skips_and_resumes(tmp_path):
 
 def test_ray_grid_on_a_local_two_cpu_cluster(tmp_path):
     pytest.importorskip("ray")
-    started = time.perf_counter()
+    # behaviour only: Ray's overhead is measured by benchmarks/bench_grid.py, not here (this
+    # took 58 s on a quiet 2-core machine and 14 min on one with load 6)
     _check_grid_and_resume(tmp_path, "--executor", "ray", "--workers", "2")
-    assert time.perf_counter() - started < 120
 
 
 def test_grid_file_errors_are_clear(tmp_path):
