@@ -140,6 +140,18 @@ def epoch_caps(config: Mapping[str, Any], registry: Registry, epochs: int) -> di
     return caps
 
 
+def data_config(dataset: str, dataset_cls: Any, *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``data`` section alone (no method): defaults, then each layer's ``data`` table
+    (keys checked), completed with the dataset's default setting and options."""
+    data_cfg = dict(cfg.DATA_DEFAULTS)
+    for layer in layers:
+        section = layer.get("data", {})
+        cfg.check_keys("data", section, cfg.DATA_DEFAULTS, f"data config for {dataset}")
+        data_cfg = cfg.deep_merge(data_cfg, section)
+    complete_data_config(data_cfg, dataset_cls)
+    return data_cfg
+
+
 def prepare_data(dataset: str, registry: Registry, overrides: Sequence[str] = (),
                  config_file: Path | None = None, data_dir: Path | None = None) -> Plan:
     """Like :func:`prepare` for the data alone (no method): ``msabench data check``.
@@ -153,12 +165,7 @@ def prepare_data(dataset: str, registry: Registry, overrides: Sequence[str] = ()
     if other:
         raise ConfigError(f"only data.* keys apply here (got {', '.join(other)}.*), e.g. "
                           "--set data.options.KEY=VALUE or --set data.normalize=zscore")
-    data_cfg = dict(cfg.DATA_DEFAULTS)
-    for layer in (file_cfg, cli_cfg):
-        section = layer.get("data", {})
-        cfg.check_keys("data", section, cfg.DATA_DEFAULTS, f"data config for {dataset}")
-        data_cfg = cfg.deep_merge(data_cfg, section)
-    complete_data_config(data_cfg, dataset_cls)
+    data_cfg = data_config(dataset, dataset_cls, file_cfg, cli_cfg)
     return Plan(None, dataset_cls, {"data": data_cfg}, data_cfg["setting"], "default",
                 resolve_data_dir(dataset, data_dir, file_cfg.get("data_dir")), "")
 

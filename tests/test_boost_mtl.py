@@ -4,6 +4,7 @@ encoders from local directories, hidden labels, the frozen-feature cache, modes 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -350,3 +351,32 @@ def test_partial_fine_tuning_runs_only_the_top_layers_and_matches_the_full_forwa
 
     with pytest.raises(ConfigError, match="finetune_layers=5"):
         _method(data, encoders={**encoders, "text": {**encoders["text"], "finetune_layers": 5}})
+
+
+def test_step1_never_reads_hidden_labels():
+    """Step 1 on a split whose hidden rows carry NaN labels: a NaN reaching a loss would stop
+    the shared loop (TrainingDiverged); the kept rows must still train the branches."""
+    from dataclasses import replace
+
+    from msabench_builtins.pretrainers.unimodal import UnimodalFinetune
+
+    data = _data()
+    for name in ("train", "valid"):
+        split = data.splits[name]
+        hidden = torch.zeros(len(split), dtype=torch.bool)
+        hidden[::2] = True
+        labels = split.labels.clone()
+        labels[hidden] = float("nan")
+        unimodal = {m: u.clone() for m, u in split.unimodal.items()}
+        for u in unimodal.values():
+            u[hidden] = float("nan")
+        data.splits[name] = replace(split, labels=labels, unimodal=unimodal, labelled=~hidden)
+    model = _method(data, mode="two-step")
+    model.context = _context(data)
+    before = {k: v.clone() for k, v in model.branches.state_dict().items()}
+    log = UnimodalFinetune(epochs=2, reuse=False).fit(model, data, model.context)
+    for m in ("text", "audio", "vision"):
+        assert all(math.isfinite(row["train_loss"]) and math.isfinite(row["valid_l1"])
+                   for row in log[m]["history"])
+    after = model.branches.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)

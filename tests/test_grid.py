@@ -69,7 +69,7 @@ def test_local_grid_runs_skips_and_resumes(tmp_path):
 def test_ray_grid_on_a_local_two_cpu_cluster(tmp_path):
     pytest.importorskip("ray")
     # behaviour only: Ray's overhead is measured by benchmarks/bench_grid.py, not here (this
-    # took 58 s on a quiet 2-core machine and 14 min on one with load 6)
+    # test took 14 min on a 2-core machine with load 6)
     _check_grid_and_resume(tmp_path, "--executor", "ray", "--workers", "2")
 
 

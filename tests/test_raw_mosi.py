@@ -266,7 +266,7 @@ def test_interval_outside_the_video(dataset_root, tmp_path):
     (("segment_id", "start", "end", "label"), [("a_1", "-2", "-1", "0")],
      "segment 'a_1' on line 2 has start -2 and end -1"),
     (("segment_id", "start", "end", "label"), [("a_1", "0", "1", "7")],
-     "outside [-3, 3], first 7 on line 2"),
+     "outside the dataset range [-3.0, 3.0], first 7 on line 2 (segment 'a_1')"),
     (("segment_id", "start", "end", "label", "split"), [("a_1", "0", "1", "0", "dev")],
      "unknown value 'dev' on line 2"),
     (("segment_id", "start", "end", "label"), [("a_1", "0", "1", "0"), ("a_1", "1", "2", "0")],

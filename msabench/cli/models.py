@@ -25,7 +25,7 @@ def collect_needs(method: str | None, dataset: str | None, *, setting: str | Non
     None), plus ``models`` given by name; one entry per (name, revision)."""
     from .. import config as cfg
     from ..models import ModelNeed
-    from ..plan import RunSpec, complete_data_config, prepare, prepare_data
+    from ..plan import RunSpec, data_config, prepare
     from ..plugins import get_plugin_system
 
     registry = get_plugin_system().registry
@@ -48,12 +48,7 @@ def collect_needs(method: str | None, dataset: str | None, *, setting: str | Non
         needs += registry.load("method", method).required_models(config)
     elif dataset:
         dataset_cls = registry.load("dataset", dataset)
-        data_cfg = dict(cfg.DATA_DEFAULTS)
-        for layer in (file_config, over):
-            section = layer.get("data", {})
-            cfg.check_keys("data", section, cfg.DATA_DEFAULTS, f"data config for {dataset}")
-            data_cfg = cfg.deep_merge(data_cfg, section)
-        complete_data_config(data_cfg, dataset_cls)
+        data_cfg = data_config(dataset, dataset_cls, file_config, over)
     if dataset_cls is not None and data_cfg is not None:
         ds = dataset_cls(data_dir=None, setting=data_cfg["setting"],
                          options=data_cfg.get("options") or {})

@@ -58,3 +58,17 @@ def numeric_column(df: "Any", col: str, path: Path, ids: Sequence[str], what: st
                         f"value(s), first {raw.iloc[i]!r} on {line(i)} ({what} {ids[i]!r})"
                         + (f"; {hint}" if hint else ""))
     return vals
+
+
+def check_range(vals: np.ndarray, col: str, path: Path, ids: Sequence[str], what: str,
+                label_range: tuple[float, float]) -> np.ndarray:
+    """``vals`` unchanged when every value lies in ``label_range`` (1e-6 slack); otherwise an
+    error naming the count, the first value, its line and its row."""
+    lo, hi = label_range
+    out = (vals < lo - 1e-6) | (vals > hi + 1e-6)
+    if out.any():
+        i = int(np.argmax(out))
+        raise DataError(f"{path}: column {col!r} has {int(out.sum())} value(s) outside the "
+                        f"dataset range [{lo}, {hi}], first {vals[i]:g} on {line(i)} "
+                        f"({what} {ids[i]!r})")
+    return vals

@@ -60,7 +60,7 @@ from msabench.api.extractor import Extractor
 from msabench.errors import DataError
 
 from .archive import UNIMODAL_KEYS
-from .csv_tables import numeric_column, read_table
+from .csv_tables import check_range, numeric_column, read_table
 from .problems import coded
 from .raw_cache import _FeatureStore, _FileDigests, _text_digest, file_digest  # noqa: F401
 from .raw_extract import _Bars, _check_output, extract_all  # noqa: F401
@@ -125,15 +125,8 @@ def _read_labels(label: Path, meta: DatasetMeta, need_text: bool) -> _Table:
                             f"(train, valid, test) needs at least one clip")
 
     def numeric(col: str) -> np.ndarray:
-        vals = numeric_column(df, col, label, ids, "clip")
-        lo, hi = meta.label_range
-        out = (vals < lo - 1e-6) | (vals > hi + 1e-6)
-        if out.any():
-            first = int(np.argmax(out))
-            raise DataError(f"{label}: column {col!r} has {int(out.sum())} value(s) outside the "
-                            f"dataset range [{lo}, {hi}], first {vals[first]} on line "
-                            f"{first + 2} (clip {ids[first]!r})")
-        return vals
+        return check_range(numeric_column(df, col, label, ids, "clip"), col, label, ids, "clip",
+                           meta.label_range)
 
     labels = numeric("label")
     # a dataset without unimodal labels (MOSI, MOSEI) ignores label_T/_A/_V (may be empty)
@@ -219,7 +212,7 @@ def check_extractors(where: Path, meta: DatasetMeta, setting: str,
                             f"given for modality {mod!r}")
 
 
-def assemble(*, meta: DatasetMeta, setting: str, source: Path, ids: list[str],
+def assemble(*, meta: DatasetMeta, setting: str, source: Path | str, ids: list[str],
              split: np.ndarray, labels: np.ndarray, unimodal: Mapping[str, np.ndarray],
              texts: list[str] | None, refs: Mapping[str, list[MediaRef]],
              features: Mapping[str, torch.Tensor], lengths: Mapping[str, torch.Tensor],

@@ -51,7 +51,7 @@ from msabench.api.dataset import SPLITS, DatasetMeta, LoadedDataset, MediaRef
 from msabench.api.extractor import Extractor
 from msabench.errors import DataError
 
-from .csv_tables import line, numeric_column, read_table
+from .csv_tables import check_range, line, numeric_column, read_table
 from .problems import coded  # noqa: F401
 
 COLUMNS = ("segment_id", "video_id", "start", "end", "label", "split", "text")
@@ -136,14 +136,7 @@ def read_segments_csv(path: Path, *, dataset: str, meta: DatasetMeta,
 
     notes: list[str] = []
     if "label" in df.columns:
-        labels = numeric("label")
-        lo, hi = meta.label_range
-        out = (labels < lo - 1e-6) | (labels > hi + 1e-6)
-        if out.any():
-            i = int(np.argmax(out))
-            raise DataError(f"{path}: column 'label' has {int(out.sum())} value(s) outside "
-                            f"[{lo:g}, {hi:g}], first {labels[i]:g} on {_line(i)} (segment "
-                            f"{ids[i]!r})")
+        labels = check_range(numeric("label"), "label", path, ids, "segment", meta.label_range)
     elif label_file is not None and label_file.is_file():
         labels = _labels_by_interval(path, label_file, ids, video, start, end)
         notes.append(f"labels from {label_file} (matched by video and interval)")

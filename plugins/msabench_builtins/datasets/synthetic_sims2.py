@@ -58,10 +58,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from msabench.api.dataset import (SPLITS, Dataset, DatasetMeta, LoadedDataset, MediaRef,
-                                  SplitData)
+from msabench.api.dataset import SPLITS, Dataset, DatasetMeta, LoadedDataset, MediaRef
 from msabench.errors import DataError
 
+from .raw import assemble
 from .synthetic import _features, _lengths, cache_root
 
 GENERATOR_VERSION = 1
@@ -199,25 +199,13 @@ class SyntheticSims2(Dataset):
                      "vision": [MediaRef(str(folder / "Raw" / v / f"{c}.mp4"))
                                 for v, c in zip(video, clip)]}
             notes.append(f"media: {n} .wav and {n} .mp4 files in {folder}")
-        splits = {}
-        for s in SPLITS:
-            rows = np.flatnonzero(split == s)
-            idx = torch.from_numpy(rows)
-            splits[s] = SplitData(
-                ids=[ids[i] for i in rows],
-                features={m: x[idx] for m, x in features.items()},
-                lengths={m: x[idx] for m, x in lengths.items()},
-                labels=torch.from_numpy(labels[rows, 0].astype(np.float32)),
-                unimodal={m: torch.from_numpy(labels[rows, 1 + k].astype(np.float32))
-                          for k, m in enumerate(UNIMODAL)},
-                texts=[texts[i] for i in rows],
-                media={m: [refs[i] for i in rows] for m, refs in media.items()})
         source = (f"generated (synthetic-sims2 generator v{GENERATOR_VERSION}; labels: "
                   f"{label_note})")
-        loaded = LoadedDataset(meta=self.meta, setting=self.setting, splits=splits,
-                               source=source, notes=notes)
-        loaded.validate()
-        return loaded
+        return assemble(meta=self.meta, setting=self.setting, source=source, ids=ids,
+                        split=split, labels=labels[:, 0],
+                        unimodal={m: labels[:, 1 + k] for k, m in enumerate(UNIMODAL)},
+                        texts=texts, refs=media, features=features, lengths=lengths,
+                        notes=notes)
 
     @staticmethod
     def _features(opts: dict[str, Any], labels: np.ndarray, s_len: Any, s_dir: Any,

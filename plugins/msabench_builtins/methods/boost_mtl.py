@@ -54,17 +54,18 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from msabench.api import (MODALITIES, Batch, ComponentMeta, Components, DataInfo, Method,
-                          Schedule)
+from msabench.api import MODALITIES, Batch, ComponentMeta, Components, DataInfo, Method
 from msabench.errors import ConfigError
 
-from .boost_encoders import Branch
+from .boost_encoders import Branch, item_key
 
 PAPER = ("Boosting Multimodal Sentiment Analysis with pre-trained extractors and unimodal "
          "multi-task training (JHU-LCAP), seed 002")
 MODES = ("single", "joint", "two-step")
 FUSIONS = ("concat", "tfn", "mult")
 ALPHA_KEYS = ("label",) + MODALITIES
+#: inputs per batch when a frozen extractor fills its memo
+CACHE_BATCH = 16
 #: the unimodal head output of each modality
 HEAD = {m: f"pred_{m}" for m in MODALITIES}
 
@@ -258,45 +259,41 @@ class BoostMTL(Method):
 
     # ------------------------------------------------------------------ the run
     def setup(self, data: Any) -> None:
-        """Print the notices; cache frozen pre-trained extractors' features (module doc)."""
-        progress = self.context.progress
+        """Print the notices; cache frozen pre-trained extractors' features, or the lower
+        layers' output of partially fine-tuned ones (module doc)."""
         for note in self.notices:
-            progress.print(f"[yellow]note:[/] boost-mtl: {note}")
+            self.context.progress.print(f"[yellow]note:[/] boost-mtl: {note}")
+        persist = bool(self.config["cache_frozen"])
         if not self.config["finetune"]:
-            self.cache_frozen(data, persist=bool(self.config["cache_frozen"]))
+            self.cache_frozen(data, persist=persist)
             return
-        from msabench.fingerprint import cache_root
-
         for m, branch in self.branches.items():
             if branch.finetune_layers:
-                items = [x for s in data.splits for x in (data[s].texts if m == "text"
-                                                          else data[s].media[m])]
-                task = progress.task(f"  boost-mtl: {m} layers below the top "
-                                     f"{branch.finetune_layers} (pre-trained)",
-                                     len(set(map(str, items))))
-                got = branch.cache_lower(items, 32, task, store=cache_root() / "features"
-                                         if self.config["cache_frozen"] else None)
-                task.done(f"{got['encoded']} encoded, {got['from_disk']} from the cache")
+                self._run_cache(branch, data, branch.cache_lower, persist,
+                                f"layers below the top {branch.finetune_layers} (pre-trained)")
 
     def cache_frozen(self, data: Any, persist: bool = False) -> dict[str, dict[str, int]]:
         """Run every extractor branch once over every split's inputs (its memo); with
         ``persist`` also through the on-disk feature cache."""
+        return {m: self._run_cache(b, data, b.cache, persist,
+                                   f"features ({b.extractor.name}, frozen)")
+                for m, b in self.branches.items() if b.extractor is not None}
+
+    def _run_cache(self, branch: Branch, data: Any, fill: Any, persist: bool,
+                   what: str) -> dict[str, int]:
+        """``fill`` (a Branch memo filler) over every split's raw inputs of the branch's
+        modality, with a progress bar; the disk cache under ``<cache>/features`` if
+        ``persist``."""
         from msabench.fingerprint import cache_root
 
-        counts = {}
-        splits = [data[s] for s in data.splits]
-        for m, branch in self.branches.items():
-            if branch.extractor is None:
-                continue
-            items = [x for split in splits for x in (split.texts if m == "text"
-                                                      else split.media[m])]
-            task = self.context.progress.task(f"  boost-mtl: {m} features "
-                                              f"({branch.extractor.name}, frozen)", len(set(
-                                                  map(str, items))))
-            counts[m] = branch.cache(items, int(self.config.get("cache_batch", 16) or 16), task,
-                                     store=cache_root() / "features" if persist else None)
-            task.done(f"{counts[m]['encoded']} encoded, {counts[m]['from_disk']} from the cache")
-        return counts
+        m = branch.modality
+        items = [x for s in data.splits for x in (data[s].texts if m == "text"
+                                                  else data[s].media[m])]
+        task = self.context.progress.task(f"  boost-mtl: {m} {what}",
+                                          len({item_key(x) for x in items}))
+        got = fill(items, CACHE_BATCH, task, store=cache_root() / "features" if persist else None)
+        task.done(f"{got['encoded']} encoded, {got['from_disk']} from the cache")
+        return got
 
     def frozen(self) -> list[nn.Module]:
         if self.mode == "two-step":
@@ -321,10 +318,6 @@ class BoostMTL(Method):
     def configure_optimizer(self, train: Mapping[str, Any]) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.param_groups(self.trainable_parameters(), train["lr"],
                                                   float(train.get("weight_decay", 0.0))))
-
-    def configure_scheduler(self, optimizer: torch.optim.Optimizer, train: Mapping[str, Any],
-                            steps_per_epoch: int) -> Schedule | None:
-        return None
 
     # ------------------------------------------------------------------ forward and losses
     def unimodal(self, batch: Batch, m: str) -> torch.Tensor:
