@@ -284,6 +284,26 @@ def test_audio_video_only_runs_end_to_end_in_every_mode(mode, tmp_path):
         assert "skipped" in log
 
 
+def test_joint_trains_exactly_what_single_trains_without_unimodal_labels(tmp_path):
+    """Backs docs/boost-mtl.md's "joint = single on MOSI, not re-run": on a dataset without
+    unimodal labels the joint run's metrics and history equal the single run's, bit for bit."""
+
+    def once(mode):
+        spec = RunSpec(method="boost-mtl", dataset="synthetic-mosi", seeds=[4],
+                       out=tmp_path / mode, quiet=True, overrides={
+                           "data": {"options": {"n_train": 24, "n_valid": 8, "n_test": 8}},
+                           "model": {"mode": mode, "encoders": FEATURES},
+                           "train": {"epochs": 2}})
+        [outcome] = run(spec)
+        return json.loads(outcome.path.read_text())
+
+    single, joint = once("single"), once("joint")
+    assert joint["config"]["model"]["mode"] == "joint"
+    assert joint["metrics"] == single["metrics"]
+    assert joint["history"] == single["history"]
+    assert joint["heads"] == single["heads"] == {}
+
+
 def test_step1_is_reused_across_fusions_and_step2_is_bit_identical(tmp_path, monkeypatch):
     monkeypatch.setenv("MSABENCH_CACHE_DIR", str(tmp_path / "cache"))
 
