@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,7 +30,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # torch.use_deterministic_algorithms also sets torch._inductor.config.deterministic, and
+    # importing that config imports inductor and dynamo: 2.5-4 s per process on a 2-core
+    # machine (paid by every Ray worker, every `msabench run`). Nothing here compiles, so the
+    # kernel flag is set directly; inductor's flag too once something has imported it.
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
