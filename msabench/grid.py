@@ -187,8 +187,14 @@ def expand(path: Path, registry: Any = None, out: Path | None = None,
     return grid
 
 
+#: the last dataset this process loaded for a task (runner.run's ``data_cache``): the next
+#: seed or method of the same data, on the same worker, does not load it again
+_DATA_CACHE: dict[str, Any] = {}
+
+
 def execute(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one task (any process, any machine): ``runner.run`` of one seed, quiet. Returns
+    """Run one task (any process, any machine): ``runner.run`` of one seed, quiet, reusing
+    the dataset the previous task of this process loaded when it is the same. Returns
     ``{"status": "ran"|"skipped"|"failed", "seconds", "error"}``; never raises for a failed
     run, so an executor gets the message as data."""
     from .plan import RunSpec
@@ -205,7 +211,7 @@ def execute(payload: Mapping[str, Any]) -> dict[str, Any]:
                        threads=payload.get("threads"),
                        save_checkpoint=bool(payload.get("save_checkpoint")),
                        trackers=payload.get("trackers", []))
-        outcomes = run(spec, progress=Progress(quiet=True))
+        outcomes = run(spec, progress=Progress(quiet=True), data_cache=_DATA_CACHE)
         status = outcomes[0].status if outcomes else "skipped"
         return {"status": status, "seconds": time.perf_counter() - started, "error": ""}
     except BaseException as exc:  # noqa: BLE001 (reported as data, the grid goes on)
@@ -221,11 +227,14 @@ Update = Callable[[], None]
 
 
 def run_local(tasks: Sequence[Task], update: Update = lambda: None) -> None:
-    for task in tasks:
-        task.status = "running"
-        update()
-        _finish(task, execute(task.payload()))
-        update()
+    try:
+        for task in tasks:
+            task.status = "running"
+            update()
+            _finish(task, execute(task.payload()))
+            update()
+    finally:
+        _DATA_CACHE.clear()  # the grid is over: do not hold its data in this process
 
 
 def _finish(task: Task, outcome: Mapping[str, Any]) -> None:
@@ -249,13 +258,16 @@ def run_ray(tasks: Sequence[Task], address: str | None = None, workers: int | No
         raise ConfigError("--executor ray needs Ray: pip install 'msabench[ray]'") from None
     started_here = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"runtime_env": {"env_vars": _forwarded_env()},
-                                  "log_to_driver": False}
         if address:
-            ray.init(address=address, **kwargs)
+            # a running cluster's workers do not see this shell's environment: forward the
+            # msabench/HF/MLflow variables (a runtime_env costs ~3 s of worker start per job)
+            ray.init(address=address, log_to_driver=False,
+                     runtime_env={"env_vars": _forwarded_env()})
         else:
+            # a cluster started here: its raylet and workers inherit this process's
+            # environment (PYTHONPATH, MSABENCH_*), so no runtime_env is needed
             ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                     **kwargs)
+                     log_to_driver=False)
         started_here = True
     try:
         remote = ray.remote(max_retries=0)(execute)

@@ -70,7 +70,11 @@ _metric_classes = metric_classes  # the name tests and benchmarks used
 
 
 def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | None = None,
-        ) -> list[SeedOutcome]:
+        data_cache: dict[Any, Any] | None = None) -> list[SeedOutcome]:
+    """Every seed of ``spec``. ``data_cache``: a dict the caller keeps between calls (the grid
+    executors, one per process) holding the last loaded and preprocessed dataset, so the
+    next run of the same data (another seed or method of a grid) does not load it again; it
+    is keyed by everything loading depends on (see :func:`data_key`)."""
     from .plugins import get_registry
 
     from .training import set_threads
@@ -117,7 +121,15 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
         return outcomes
     progress.print(f"{spec.method} on {spec.dataset}/{plan.setting}: seeds "
                    f"{', '.join(map(str, todo))}, {threads} torch thread(s)")
-    data, plan.preprocessing = load_dataset(plan, progress)
+    key = data_key(plan) if data_cache is not None else None
+    if key is not None and key in data_cache:
+        data, record = data_cache[key]
+        plan.preprocessing = dict(record)
+    else:
+        data, plan.preprocessing = load_dataset(plan, progress)
+        if data_cache is not None:
+            data_cache.clear()  # one dataset at a time: a process holds at most one copy
+            data_cache[key] = (data, dict(plan.preprocessing))
     try:
         with progress.live(), _sigterm_as_interrupt():
             seeds_task = progress.task(f"{spec.method} on {spec.dataset}/{plan.setting}",
@@ -144,6 +156,15 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
     except KeyboardInterrupt:
         raise RunInterrupted(outcomes) from None
     return outcomes
+
+
+def data_key(plan: Plan) -> str:
+    """What :func:`load_dataset` depends on: dataset, setting, data folder, the whole data
+    config and the input files' fingerprints (a changed file is a new key)."""
+    import json
+
+    return json.dumps([plan.dataset_cls.name, plan.setting, str(plan.data_dir),
+                       plan.config["data"], plan.data_files], sort_keys=True, default=str)
 
 
 @contextlib.contextmanager
