@@ -169,7 +169,8 @@ def expand(path: Path, registry: Any = None, out: Path | None = None,
         resources = _resources(data, method)
         options = {"epochs": data.get("epochs"), "out": str(out),
                    "data_dir": data.get("data_dir"),
-                   "save_checkpoint": bool(data.get("save_checkpoint", False)),
+                   # None: train.save_checkpoint of the config (`set`, variants) decides
+                   "save_checkpoint": data.get("save_checkpoint"),
                    "trackers": list(data.get("trackers", [])),
                    "threads": data.get("threads") or max(1, int(resources.get("num_cpus", 1))),
                    "force": force}
@@ -209,7 +210,7 @@ def execute(payload: Mapping[str, Any]) -> dict[str, Any]:
                        data_dir=Path(payload["data_dir"]) if payload.get("data_dir") else None,
                        tag=payload.get("tag"), quiet=True, force=bool(payload.get("force")),
                        threads=payload.get("threads"),
-                       save_checkpoint=bool(payload.get("save_checkpoint")),
+                       save_checkpoint=payload.get("save_checkpoint"),
                        trackers=payload.get("trackers", []))
         outcomes = run(spec, progress=Progress(quiet=True), data_cache=_DATA_CACHE)
         status = outcomes[0].status if outcomes else "skipped"

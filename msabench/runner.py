@@ -112,7 +112,7 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
                     "--tag NAME to keep both results, or --force to replace this one")
             outcomes.append(SeedOutcome(seed, path, "skipped", old.test))
             progress.print(f"seed {seed}: result exists, skipped ({path}); --force re-runs it")
-            if spec.save_checkpoint and not old.checkpoint:
+            if plan.config["train"]["save_checkpoint"] and not old.checkpoint:
                 progress.print(f"[yellow]note:[/] seed {seed} has no checkpoint; --force "
                                "re-runs it with --save-checkpoint to write one")
             continue
@@ -278,12 +278,13 @@ def pretrain(model: Any, data: Any, stages_cfg: Mapping[str, Any], registry: Reg
 
 def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
              progress: Progress) -> RunResult:
-    """One seed. With ``spec.save_checkpoint`` the selected weights are saved beside the
+    """One seed. With ``train.save_checkpoint`` the selected weights are saved beside the
     seed's result path (msabench.checkpoints); the run's trackers (``spec.trackers``) see it."""
     from .tracking import open_trackers
 
     checkpoint_for = (result_path(spec.out, spec.dataset, plan.setting, spec.method,
-                                  plan.variant, seed) if spec.save_checkpoint else None)
+                                  plan.variant, seed)
+                      if plan.config["train"]["save_checkpoint"] else None)
     trackers = open_trackers(spec.trackers, registry, progress)
     trackers.start(method=spec.method, dataset=spec.dataset, setting=plan.setting,
                    variant=plan.variant, seed=seed, config=plan.config,
