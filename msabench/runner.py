@@ -272,7 +272,11 @@ def pretrain(model: Any, data: Any, stages_cfg: Mapping[str, Any], registry: Reg
         if missing:
             raise ConfigError(f"pretrainer {stage} needs {', '.join(missing)} on the model; "
                               f"method {model.name} does not provide it")
-        logs[stage] = stage_cls(**stages_cfg.get(stage, {})).fit(model, data, context)
+        context.stage = stage  # names the live epochs trackers receive (LoopContext)
+        try:
+            logs[stage] = stage_cls(**stages_cfg.get(stage, {})).fit(model, data, context)
+        finally:
+            context.stage = None
     return logs
 
 
@@ -290,7 +294,8 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
                    variant=plan.variant, seed=seed, config=plan.config,
                    config_hash=plan.hash)
     try:
-        result = _run_seed(plan, spec, data, seed, registry, progress, checkpoint_for)
+        result = _run_seed(plan, spec, data, seed, registry, progress, checkpoint_for,
+                           on_epoch=trackers.log_epoch)
     except BaseException as exc:
         trackers.fail(exc)
         raise
@@ -299,7 +304,8 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
 
 
 def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
-              progress: Progress, checkpoint_for: Path | None) -> RunResult:
+              progress: Progress, checkpoint_for: Path | None,
+              on_epoch: Any = None) -> RunResult:
     import torch
 
     from . import preprocess
@@ -315,6 +321,7 @@ def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registr
     metrics = metric_classes(registry, data.meta.convention)
     context = LoopContext(device=device, seed=seed, train=config["train"], progress=progress,
                           metric_classes=metrics)
+    context.on_epoch = on_epoch  # each epoch's row, live, to the run's trackers
     started = time.perf_counter()
     seed_everything(seed)
     model = method_cls(info, config["model"], Components(registry)).to(device)
