@@ -148,3 +148,19 @@ set = ["data.options.n_train=48"]
     # sf: default, bigger; lmf: default, bigger -> 4 loads for 8 tasks
     assert loads == [TINY_SYNTH["n_train"], 48, TINY_SYNTH["n_train"], 48]
     assert grid_mod._DATA_CACHE == {}
+
+
+def test_a_task_carries_the_drivers_environment(monkeypatch):
+    """Ray tasks carry the MSABENCH_/HF_/MLFLOW_ variables (a joined cluster's workers do not
+    see the driver's shell); execute sets them before running, even for a task that fails."""
+    from msabench.grid import _forwarded_env, execute
+
+    monkeypatch.setenv("MSABENCH_GRID_PROBE", "driver")
+    env = _forwarded_env()
+    assert env["MSABENCH_GRID_PROBE"] == "driver" and "PATH" not in env
+    monkeypatch.delenv("MSABENCH_GRID_PROBE")
+    out = execute({"method": "no-such-method", "dataset": "synthetic-mosi", "seed": 1,
+                   "overrides": {}, "out": "/nonexistent", "env": env})
+    assert out["status"] == "failed" and "no-such-method" in out["error"]
+    assert __import__("os").environ["MSABENCH_GRID_PROBE"] == "driver"
+    monkeypatch.delenv("MSABENCH_GRID_PROBE")
