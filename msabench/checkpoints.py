@@ -1,6 +1,7 @@
 """Model checkpoints beside result files (safetensors; never pickle).
 
-``msabench run --save-checkpoint`` (or ``save_checkpoint = true`` in the ``--config`` file)
+``msabench run --save-checkpoint`` (or ``train.save_checkpoint = true``: ``[train]`` in the
+``--config`` file, ``--set``, a grid's ``set``)
 writes the validation-selected weights of each seed next to its result file::
 
     <root>/<dataset>/<setting>/<method>[@<variant>]/seed-<seed>.safetensors

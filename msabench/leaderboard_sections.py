@@ -139,7 +139,7 @@ def robustness_frame(records: Iterable[Mapping[str, Any]], dataset: str, setting
 
 def _order(name: str) -> tuple:
     kind, _, rest = name.partition(":")
-    rank = {"clean": 0, "drop": 1, "noise": 2, "words": 3}.get(kind, 4)
+    rank = {"clean": 0, "drop": 1, "absent": 2, "noise": 3, "words": 4}.get(kind, 5)
     mod, _, snr = rest.partition("@")
     number = float(re.sub(r"[^0-9.\-]", "", snr or rest) or 0) if (snr or kind == "words") else 0
     return (rank, mod, -number if kind == "noise" else number)
@@ -177,7 +177,8 @@ def render_robustness(dataset: str, setting: str, records: list[Mapping[str, Any
     out = [f"### Modality robustness: test {info.get('display', metric)} under perturbations",
            "", "From `msabench robustness` on the stored checkpoints: each cell is the mean "
            "over seeds and, in parentheses, the change from clean. `drop:m` removes modality m "
-           "(zeroed features, empty mask); `noise:m@S dB` adds Gaussian noise at S dB SNR; "
+           "(zeroed features, empty mask); `absent:m` leaves it out of the fusion, where the "
+           "method supports that; `noise:m@S dB` adds Gaussian noise at S dB SNR; "
            "`words:p` drops each word with probability p (docs/robustness.md).", "",
            tabulate(table, headers=["Method", "Seeds", "clean"] + names, tablefmt="github",
                     disable_numparse=True)]

@@ -47,8 +47,9 @@ class RunSpec:
     smoke: bool = False
     #: torch threads (None: the CPUs this process may use, see training.default_threads)
     threads: int | None = None
-    #: write each seed's selected weights beside its result (msabench.checkpoints)
-    save_checkpoint: bool = False
+    #: write each seed's selected weights beside its result (msabench.checkpoints); None:
+    #: ``train.save_checkpoint`` of the config (file, --set), which a bool here overrides
+    save_checkpoint: bool | None = None
     #: names of registered trackers that receive each seed's config, history and metrics
     trackers: Sequence[str] = ()
 
@@ -113,6 +114,8 @@ def prepare(spec: RunSpec, registry: Registry) -> Plan:
             caps = cfg.deep_merge(caps, {"data": {"max_samples": SMOKE_SAMPLES}})
         capped = [f"{k}={v}" for k, v in cfg.flatten(caps).items()]
         config = cfg.resolve(method_cls, spec.dataset, file_cfg, spec.overrides, caps)
+    if spec.save_checkpoint is not None:  # the CLI flag: above the file and --set
+        config["train"]["save_checkpoint"] = bool(spec.save_checkpoint)
     defaults = cfg.resolve(method_cls, spec.dataset)
     for c in (config, defaults):
         complete_data_config(c["data"], dataset_cls)

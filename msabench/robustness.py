@@ -12,6 +12,13 @@ rebuilt and evaluated on the test split:
                       ``m`` are withheld, so a method that decodes them says it cannot run.
                       A method may declare ``needs_modalities = ("text",)``: those drops are
                       reported as unsupported without running.
+``absent:<m>``         modality ``m`` dropped from the fusion (``with model.without({m})``,
+                      :meth:`msabench.api.Method.droppable_modalities`): the method runs
+                      without it, never reading its inputs (concat/sf: the part is the
+                      training mean; tfn/lmf: the constant-1 part only; mult: the crossmodal
+                      blocks that read it are skipped; transformer/dec-semi: its pooled
+                      vector is omitted). A method that cannot is reported ``unsupported``
+                      with the reason; ``drop:<m>`` (zeroed) is its fallback number.
 ``noise:<m>@<snr>dB`` Gaussian noise on the valid steps of ``m`` at that signal-to-noise
                       ratio (signal power: the mean square of ``m``'s valid test features)
 ``words:<p>``         every word dropped with probability ``p``: removed from raw
@@ -37,20 +44,20 @@ from .errors import MsabenchError
 DEFAULT_SNRS = (20.0, 10.0, 0.0)
 DEFAULT_WORD_DROPOUT = (0.1, 0.3)
 KIND = "msabench-robustness"
-SCHEMA = 1
+SCHEMA = 2  # 2: absent:<m> entries
 PREFIX = "robustness-"
 
 
 @dataclass(frozen=True)
 class Perturbation:
-    kind: str  # drop | noise | words
+    kind: str  # drop | absent | noise | words
     modality: str | None = None
     value: float | None = None
 
     @property
     def name(self) -> str:
-        if self.kind == "drop":
-            return f"drop:{self.modality}"
+        if self.kind in ("drop", "absent"):
+            return f"{self.kind}:{self.modality}"
         if self.kind == "noise":
             return f"noise:{self.modality}@{self.value:g}dB"
         return f"words:{self.value:g}"
@@ -66,6 +73,7 @@ def plan_perturbations(modalities: Sequence[str], has_words: bool,
                        word_dropout: Iterable[float] = DEFAULT_WORD_DROPOUT,
                        ) -> list[Perturbation]:
     out = [Perturbation("drop", m) for m in modalities]
+    out += [Perturbation("absent", m) for m in modalities]
     out += [Perturbation("noise", m, float(s)) for m in modalities for s in snrs]
     if has_words:
         out += [Perturbation("words", "text", float(p)) for p in word_dropout]
@@ -93,7 +101,7 @@ def perturb(split: Any, p: Perturbation, seed: int, removal: str = "masked") -> 
     features, lengths = dict(split.features), dict(split.lengths)
     texts, extras, media = split.texts, dict(split.extras), dict(split.media)
     m = p.modality
-    if p.kind == "drop":
+    if p.kind in ("drop", "absent"):  # absent: also withheld, and left out of the fusion
         features[m] = torch.zeros_like(features[m])
         fill = 0 if removal == "masked" else 1
         lengths[m] = torch.full_like(lengths[m], fill)
@@ -163,10 +171,13 @@ def evaluate_result(result_path: Path, registry: Any = None, data_dir: Path | No
     for p in plan_perturbations(list(test.features), has_words, snrs, word_dropout):
         entry: dict[str, Any] = {"name": p.name, "kind": p.kind, "modality": p.modality,
                                  "value": p.value}
-        if p.kind == "drop" and p.modality in needs:
+        if p.kind in ("drop", "absent") and p.modality in needs:
             entry.update(status="unsupported", reason=f"{result.method} cannot run without "
                          f"{p.modality} (it declares needs_modalities)")
             records.append(entry)
+            continue
+        if p.kind == "absent":
+            records.append(_absent(restored, test, p, result, clean))
             continue
         attempts = ("masked", "zero-step") if p.kind == "drop" else ("masked",)
         error = ""
@@ -194,6 +205,32 @@ def evaluate_result(result_path: Path, registry: Any = None, data_dir: Path | No
             "clean_matches_result": matches, "snrs": list(snrs),
             "word_dropout": list(word_dropout), "perturbations": records,
             **provenance()}, restored.base_data
+
+
+def _absent(restored: Any, test: Any, p: Perturbation, result: Any,
+            clean: Any) -> dict[str, Any]:
+    """The ``absent:<m>`` entry: evaluated with ``m`` left out of the fusion, or why not."""
+    import torch
+
+    model, m = restored.model, p.modality
+    entry: dict[str, Any] = {"name": p.name, "kind": p.kind, "modality": m, "value": None}
+    droppable = model.droppable_modalities() if hasattr(model, "droppable_modalities") \
+        else set()
+    if m not in droppable:
+        entry.update(status="unsupported", reason=(
+            f"{result.method} cannot leave {m} out of its fusion (it declares no "
+            f"modality drop; drop:{m} zeroes the input instead)"))
+        return entry
+    try:
+        with model.without({m}):
+            ev = _evaluate(restored, perturb(test, p, result.seed))
+    except Exception as exc:
+        entry.update(status="unsupported", reason=f"{result.method} cannot run without {m} "
+                     f"in its fusion: {type(exc).__name__}: {exc}")
+        return entry
+    entry.update(status="ok", removal="dropped", metrics=ev.metrics,
+                 no_effect=bool(torch.equal(ev.preds, clean.preds)))
+    return entry
 
 
 def find_results(root: Path, method: str | None = None, dataset: str | None = None,
@@ -229,7 +266,8 @@ def run(paths: Sequence[Path], registry: Any = None, data_dir: Path | None = Non
         target = robustness_path(path)
         if target.exists() and not force:
             old = json.loads(target.read_text(encoding="utf-8"))
-            if old.get("snrs") == snrs and old.get("word_dropout") == word_dropout:
+            if old.get("snrs") == snrs and old.get("word_dropout") == word_dropout \
+                    and old.get("schema_version") == SCHEMA:
                 done.append((target, "skipped"))
                 continue
         record, cache[path.parent] = evaluate_result(path, registry, data_dir, snrs,

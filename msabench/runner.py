@@ -70,7 +70,11 @@ _metric_classes = metric_classes  # the name tests and benchmarks used
 
 
 def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | None = None,
-        ) -> list[SeedOutcome]:
+        data_cache: dict[Any, Any] | None = None) -> list[SeedOutcome]:
+    """Every seed of ``spec``. ``data_cache``: a dict the caller keeps between calls (the grid
+    executors, one per process) holding the last loaded and preprocessed dataset, so the
+    next run of the same data (another seed or method of a grid) does not load it again; it
+    is keyed by everything loading depends on (see :func:`data_key`)."""
     from .plugins import get_registry
 
     from .training import set_threads
@@ -108,7 +112,7 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
                     "--tag NAME to keep both results, or --force to replace this one")
             outcomes.append(SeedOutcome(seed, path, "skipped", old.test))
             progress.print(f"seed {seed}: result exists, skipped ({path}); --force re-runs it")
-            if spec.save_checkpoint and not old.checkpoint:
+            if plan.config["train"]["save_checkpoint"] and not old.checkpoint:
                 progress.print(f"[yellow]note:[/] seed {seed} has no checkpoint; --force "
                                "re-runs it with --save-checkpoint to write one")
             continue
@@ -117,7 +121,15 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
         return outcomes
     progress.print(f"{spec.method} on {spec.dataset}/{plan.setting}: seeds "
                    f"{', '.join(map(str, todo))}, {threads} torch thread(s)")
-    data, plan.preprocessing = load_dataset(plan, progress)
+    key = data_key(plan) if data_cache is not None else None
+    if key is not None and key in data_cache:
+        data, record = data_cache[key]
+        plan.preprocessing = dict(record)
+    else:
+        data, plan.preprocessing = load_dataset(plan, progress)
+        if data_cache is not None:
+            data_cache.clear()  # one dataset at a time: a process holds at most one copy
+            data_cache[key] = (data, dict(plan.preprocessing))
     try:
         with progress.live(), _sigterm_as_interrupt():
             seeds_task = progress.task(f"{spec.method} on {spec.dataset}/{plan.setting}",
@@ -144,6 +156,15 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
     except KeyboardInterrupt:
         raise RunInterrupted(outcomes) from None
     return outcomes
+
+
+def data_key(plan: Plan) -> str:
+    """What :func:`load_dataset` depends on: dataset, setting, data folder, the whole data
+    config and the input files' fingerprints (a changed file is a new key)."""
+    import json
+
+    return json.dumps([plan.dataset_cls.name, plan.setting, str(plan.data_dir),
+                       plan.config["data"], plan.data_files], sort_keys=True, default=str)
 
 
 @contextlib.contextmanager
@@ -251,24 +272,30 @@ def pretrain(model: Any, data: Any, stages_cfg: Mapping[str, Any], registry: Reg
         if missing:
             raise ConfigError(f"pretrainer {stage} needs {', '.join(missing)} on the model; "
                               f"method {model.name} does not provide it")
-        logs[stage] = stage_cls(**stages_cfg.get(stage, {})).fit(model, data, context)
+        context.stage = stage  # names the live epochs trackers receive (LoopContext)
+        try:
+            logs[stage] = stage_cls(**stages_cfg.get(stage, {})).fit(model, data, context)
+        finally:
+            context.stage = None
     return logs
 
 
 def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
              progress: Progress) -> RunResult:
-    """One seed. With ``spec.save_checkpoint`` the selected weights are saved beside the
+    """One seed. With ``train.save_checkpoint`` the selected weights are saved beside the
     seed's result path (msabench.checkpoints); the run's trackers (``spec.trackers``) see it."""
     from .tracking import open_trackers
 
     checkpoint_for = (result_path(spec.out, spec.dataset, plan.setting, spec.method,
-                                  plan.variant, seed) if spec.save_checkpoint else None)
+                                  plan.variant, seed)
+                      if plan.config["train"]["save_checkpoint"] else None)
     trackers = open_trackers(spec.trackers, registry, progress)
     trackers.start(method=spec.method, dataset=spec.dataset, setting=plan.setting,
                    variant=plan.variant, seed=seed, config=plan.config,
                    config_hash=plan.hash)
     try:
-        result = _run_seed(plan, spec, data, seed, registry, progress, checkpoint_for)
+        result = _run_seed(plan, spec, data, seed, registry, progress, checkpoint_for,
+                           on_epoch=trackers.log_epoch)
     except BaseException as exc:
         trackers.fail(exc)
         raise
@@ -277,7 +304,8 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
 
 
 def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
-              progress: Progress, checkpoint_for: Path | None) -> RunResult:
+              progress: Progress, checkpoint_for: Path | None,
+              on_epoch: Any = None) -> RunResult:
     import torch
 
     from . import preprocess
@@ -293,6 +321,7 @@ def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registr
     metrics = metric_classes(registry, data.meta.convention)
     context = LoopContext(device=device, seed=seed, train=config["train"], progress=progress,
                           metric_classes=metrics)
+    context.on_epoch = on_epoch  # each epoch's row, live, to the run's trackers
     started = time.perf_counter()
     seed_everything(seed)
     model = method_cls(info, config["model"], Components(registry)).to(device)

@@ -10,9 +10,14 @@ For each seed the runner calls, in order:
 ``start(run)``      identity and resolved config: ``{"method", "dataset", "setting",
                     "variant", "seed", "config", "config_hash"}``
 ``log_epoch(stage, row)``
-                    one call per epoch of every stage (``stage``: ``"train"`` for supervised
-                    training, the pretrainer's name otherwise), after the stage ends, with the
-                    history row (``epoch``, ``train_loss``, ``valid_<metric>`` ...)
+                    one call per epoch of every stage, **as the epoch ends** (from the shared
+                    loop, :class:`msabench.training.LoopContext`), with the history row
+                    (``epoch``, ``train_loss``, ``valid_<metric>`` ...); ``stage`` is
+                    ``"train"`` for supervised training and ``<pretrainer>.<fit>`` for a
+                    pretraining stage's fit (``dec.stage-1-autoencoder``, ``mce.contrastive``,
+                    ``unimodal.step-1-text``). A pretraining stage that trains without the
+                    shared loop has its logged ``history`` sent at the end of the seed instead
+                    (stage: its path in the log, e.g. ``mystage.history`` -> ``mystage``)
 ``finish(result)``  the result file's content (a dict: ``metrics``, ``heads``,
                     ``best_epoch``, ``wall_time_s`` ...); ``fail(error)`` instead when the
                     seed raised (the result file is not written then)
@@ -71,6 +76,7 @@ class Trackers:
     def __init__(self, trackers: Sequence[Tracker], progress: Any = None) -> None:
         self.trackers = list(trackers)
         self.progress = progress
+        self.live: set[str] = set()  # the top-level stages whose epochs were sent live
 
     def _call(self, method: str, *args: Any) -> None:
         for tracker in list(self.trackers):
@@ -86,13 +92,21 @@ class Trackers:
     def start(self, **run: Any) -> None:
         self._call("start", run)
 
+    def log_epoch(self, stage: str, row: Mapping[str, Any]) -> None:
+        """One epoch, live (the runner passes this to the loop context)."""
+        self.live.add(stage.split(".", 1)[0])
+        self._call("log_epoch", stage, row)
+
     def finish(self, result: Any) -> None:
         data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        # histories that did not come live (a stage with its own loop) are sent now
         for stage, rows in _histories(data.get("pretraining") or {}):
-            for row in rows:
-                self._call("log_epoch", stage, row)
-        for row in data.get("history") or []:
-            self._call("log_epoch", "train", row)
+            if stage.split(".", 1)[0] not in self.live:
+                for row in rows:
+                    self._call("log_epoch", stage, row)
+        if "train" not in self.live:
+            for row in data.get("history") or []:
+                self._call("log_epoch", "train", row)
         self._call("finish", data)
 
     def fail(self, error: BaseException) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,7 +30,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # torch.use_deterministic_algorithms also sets torch._inductor.config.deterministic, and
+    # importing that config imports inductor and dynamo: 2.5-4 s per process on a 2-core
+    # machine (paid by every Ray worker, every `msabench run`). Nothing here compiles, so the
+    # kernel flag is set directly; inductor's flag too once something has imported it.
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
@@ -252,7 +260,15 @@ def selection_direction(select: str, metric_classes: Sequence[type[Metric]],
 
 
 class LoopContext(RunContext):
-    """The runner's :class:`RunContext`: the shared loop on the run's device and metrics."""
+    """The runner's :class:`RunContext`: the shared loop on the run's device and metrics.
+
+    ``on_epoch(stage, row)``, when set (the runner sets the run's trackers), receives each
+    epoch's history row as soon as the epoch ends; ``stage`` is ``"train"`` for the
+    supervised stage and ``<pretrainer>.<fit name>`` inside a pretraining stage (the runner
+    sets :attr:`stage` to the pretrainer's name meanwhile), see :func:`stage_name`."""
+
+    on_epoch: Callable[[str, dict[str, Any]], None] | None = None
+    stage: str | None = None
 
     def fit(self, module: nn.Module, train: SplitData, valid: SplitData | None = None, *,
             step: StepFn, optimizer: torch.optim.Optimizer, recipe: Recipe,
@@ -263,8 +279,12 @@ class LoopContext(RunContext):
         task = self.progress.task(f"  seed {self.seed} {name}", int(recipe.epochs))
         describe = status or _default_status(recipe)
 
+        listener, stage = self.on_epoch, stage_name(self.stage, name)
+
         def on_epoch(row: dict[str, Any]) -> None:
             task.advance(1, status=describe(row))
+            if listener is not None:
+                listener(stage, dict(row))
 
         result = fit(module, train, valid, step=step, optimizer=optimizer, recipe=recipe,
                      device=self.device, seed=self.seed, score=score, schedule=schedule,
@@ -282,6 +302,18 @@ class LoopContext(RunContext):
                  batch_size: int | None = None) -> Evaluation:
         bs = int(batch_size or self.train.get("eval_batch_size", 256))
         return evaluate(model, split, self.metric_classes, bs, self.device)
+
+
+def stage_name(pretrainer: str | None, fit_name: str) -> str:
+    """A tracker's name for one ``context.fit``: ``train`` outside pretraining, else the
+    pretrainer's name and the fit's, slugged (``dec``, ``"dec stage 1 (autoencoder)"`` ->
+    ``dec.stage-1-autoencoder``): letters, digits, ``-`` and ``.`` only (MLflow keys)."""
+    if pretrainer is None:
+        return "train"
+    slug = "-".join("".join(c if c.isalnum() else " " for c in fit_name.lower()).split())
+    if slug.startswith(pretrainer.lower() + "-"):
+        slug = slug[len(pretrainer) + 1:]
+    return f"{pretrainer}.{slug or 'fit'}"
 
 
 def _default_status(recipe: Recipe) -> Callable[[dict], str]:

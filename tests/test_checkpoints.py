@@ -83,3 +83,48 @@ def test_cli_flag_and_gitignore(tmp_path):
     assert len(list(tmp_path.rglob("seed-3.safetensors"))) == 1
     probe = "leaderboards/results/mosi/utt-bclstm/sf/seed-1111.safetensors"
     assert subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT).returncode == 0
+
+
+def test_save_checkpoint_is_a_config_key_and_the_flag_overrides_it(tmp_path):
+    """train.save_checkpoint from a --config file or --set; --save-checkpoint /
+    --no-save-checkpoint win over it; the key changes neither the variant nor the hash."""
+    from typer.testing import CliRunner
+
+    from msabench.cli import make_app
+
+    config = tmp_path / "run.toml"
+    config.write_text("[train]\nsave_checkpoint = true\n")
+    base = ["run", "-m", "sf", "-d", "synthetic-mosi", "-q"] + [x for s in TINY
+                                                                for x in ("--set", s)]
+
+    def go(out, *extra):
+        result = CliRunner().invoke(make_app(), base + ["--out", str(tmp_path / out),
+                                                        "--seeds", "1", *extra])
+        assert result.exit_code == 0, result.output
+        return list((tmp_path / out).rglob("seed-1.safetensors"))
+
+    assert len(go("file", "--config", str(config))) == 1
+    assert len(go("set", "--set", "train.save_checkpoint=true")) == 1
+    assert go("flag-off", "--config", str(config), "--no-save-checkpoint") == []
+    assert len(go("flag-on", "--set", "train.save_checkpoint=false", "--save-checkpoint")) == 1
+    assert go("default") == []
+    names = {p.parent.name for p in (tmp_path).rglob("seed-1.json")}
+    hashes = {json.loads(p.read_text())["config_hash"] for p in tmp_path.rglob("seed-1.json")}
+    assert len(names) == 1 and len(hashes) == 1
+    bad = CliRunner().invoke(make_app(), base + ["--set", "train.save_checkpoint=3",
+                                                 "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "true or false" in bad.output
+
+
+def test_a_grid_sets_save_checkpoint_through_its_set_list(tmp_path):
+    from msabench.grid import expand, run_local
+
+    grid = tmp_path / "grid.toml"
+    sets = ", ".join(f'"{s}"' for s in TINY)
+    grid.write_text(f'methods = ["sf"]\ndatasets = ["synthetic-mosi"]\nseeds = [1]\n'
+                    f'threads = 1\nout = "{tmp_path / "r"}"\n'
+                    f'set = [{sets}, "train.save_checkpoint=true"]\n')
+    g = expand(grid)
+    run_local(g.tasks)
+    assert g.tasks[0].status == "ran", g.tasks[0].error
+    assert len(list((tmp_path / "r").rglob("seed-1.safetensors"))) == 1

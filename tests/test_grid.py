@@ -115,3 +115,52 @@ def test_label_fractions_run_one_variant_each_and_draw_a_curve(tmp_path):
     assert tagged.exit_code == 0, tagged.output
     names = sorted(p.name for p in (tmp_path / "synthetic-mosi" / "unaligned").iterdir())
     assert "sf@mine" in names and "sf@mine_lf0.5" in names
+
+
+def test_a_process_loads_each_dataset_once_across_grid_tasks(tmp_path, monkeypatch):
+    """The executors' worker-side cache: consecutive tasks on the same data (seeds, methods)
+    load it once; another data config (here a variant with more training rows: the whole
+    data config is the key) loads again; the local executor drops it when the grid ends."""
+    from msabench import grid as grid_mod
+    from msabench import runner
+
+    loads = []
+    real = runner.load_dataset
+    monkeypatch.setattr(runner, "load_dataset", lambda plan, progress: (
+        loads.append(plan.config["data"]["options"]["n_train"]), real(plan, progress))[1])
+    path = tmp_path / "grid.toml"
+    path.write_text(f"""
+methods = ["sf", "lmf"]
+datasets = ["synthetic-mosi"]
+seeds = [1, 2]
+epochs = 1
+threads = 1
+out = "{tmp_path / 'results'}"
+set = [{SETS}]
+[[variants]]
+[[variants]]
+tag = "bigger"
+set = ["data.options.n_train=48"]
+""")
+    grid = grid_mod.expand(path)
+    grid_mod.run_local(grid.tasks)
+    assert [t.status for t in grid.tasks] == ["ran"] * 8
+    # sf: default, bigger; lmf: default, bigger -> 4 loads for 8 tasks
+    assert loads == [TINY_SYNTH["n_train"], 48, TINY_SYNTH["n_train"], 48]
+    assert grid_mod._DATA_CACHE == {}
+
+
+def test_a_task_carries_the_drivers_environment(monkeypatch):
+    """Ray tasks carry the MSABENCH_/HF_/MLFLOW_ variables (a joined cluster's workers do not
+    see the driver's shell); execute sets them before running, even for a task that fails."""
+    from msabench.grid import _forwarded_env, execute
+
+    monkeypatch.setenv("MSABENCH_GRID_PROBE", "driver")
+    env = _forwarded_env()
+    assert env["MSABENCH_GRID_PROBE"] == "driver" and "PATH" not in env
+    monkeypatch.delenv("MSABENCH_GRID_PROBE")
+    out = execute({"method": "no-such-method", "dataset": "synthetic-mosi", "seed": 1,
+                   "overrides": {}, "out": "/nonexistent", "env": env})
+    assert out["status"] == "failed" and "no-such-method" in out["error"]
+    assert __import__("os").environ["MSABENCH_GRID_PROBE"] == "driver"
+    monkeypatch.delenv("MSABENCH_GRID_PROBE")

@@ -130,3 +130,53 @@ def test_cli_and_leaderboard_section(tmp_path):
     assert "figures/synthetic-mosi--unaligned--robustness.svg" in files
     none = CliRunner().invoke(make_app(), ["robustness", "--results", str(tmp_path / "x")])
     assert none.exit_code == 2 and "--save-checkpoint" in none.output
+
+
+DROPPABLE = ("sf", "tfn", "lmf", "mult", "transformer", "dec-semi")
+
+
+@pytest.mark.parametrize("method", DROPPABLE)
+def test_absent_modality_is_left_out_of_the_fusion(method, tmp_path):
+    """``model.without({m})``: the output does not depend on m's inputs at all (random
+    features and lengths give bit-identical predictions) and differs from zeroing m."""
+    from msabench.checkpoints import restore
+
+    dataset, overrides = CASES[method]
+    restored = restore(_trained(tmp_path, method, dataset, overrides))
+    model, test = restored.model, restored.data["test"]
+    assert model.droppable_modalities() == set(test.features)
+    g = torch.Generator().manual_seed(3)
+    for m in test.features:
+        p = robustness.Perturbation("drop", m)
+        zeroed = restored.context.evaluate(model, robustness.perturb(test, p, 1, "zero-step"))
+        noisy = robustness.perturb(test, p, 1)
+        x = test.features[m]
+        lengths = torch.randint(1, x.shape[1] + 1, (len(test),), generator=g)
+        noisy = robustness.replace(noisy, features={**noisy.features, m: torch.randn(
+            x.shape, generator=g) * 5}, lengths={**noisy.lengths, m: lengths})
+        with model.without({m}):
+            dropped = restored.context.evaluate(model, robustness.perturb(test, p, 1))
+            again = restored.context.evaluate(model, noisy)
+        assert torch.isfinite(dropped.preds).all()
+        assert torch.equal(dropped.preds, again.preds), m
+        assert not torch.allclose(dropped.preds, zeroed.preds, atol=1e-6), m
+        assert model.absent == frozenset()
+
+
+def test_a_method_without_fusion_level_drop_says_so(tmp_path):
+    from msabench.checkpoints import restore
+
+    dataset, overrides = CASES["ef-lstm"]
+    path = _trained(tmp_path, "ef-lstm", dataset, overrides)
+    model = restore(path).model
+    assert model.droppable_modalities() == set()
+    with pytest.raises(ValueError, match="cannot leave audio out of its fusion"):
+        with model.without({"audio"}):
+            pass
+    record, _ = robustness.evaluate_result(path, snrs=[], word_dropout=[])
+    absent = [p for p in record["perturbations"] if p["kind"] == "absent"]
+    assert {p["name"] for p in absent} == {f"absent:{m}" for m in ("text", "audio", "vision")}
+    assert all(p["status"] == "unsupported" and "ef-lstm cannot leave" in p["reason"]
+               for p in absent)
+    zeroed = [p for p in record["perturbations"] if p["kind"] == "drop"]
+    assert zeroed and all(p["status"] == "ok" for p in zeroed)

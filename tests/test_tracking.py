@@ -57,3 +57,90 @@ def test_mlflow_tracker_with_a_file_store(tmp_path, monkeypatch):
     history = client.get_metric_history(r.info.run_id, "train_loss")
     assert [h.step for h in history] == [1, 2]
     assert r.info.status == "FINISHED"
+
+
+def test_epochs_reach_trackers_live_during_training(system, tmp_path, monkeypatch):
+    """Each epoch's row is sent as the epoch ends, inside the supervised fit, not replayed
+    after the seed; a pretraining stage's fits come live too, named <pretrainer>.<fit>."""
+    from msabench import training
+    from tests.all_hooks_plugin import ListTracker
+
+    real = training.fit_method
+
+    def fit_method(*args, **kwargs):
+        ListTracker.EVENTS.append(("fit start",))
+        try:
+            return real(*args, **kwargs)
+        finally:
+            ListTracker.EVENTS.append(("fit end",))
+
+    monkeypatch.setattr(training, "fit_method", fit_method)
+    ListTracker.EVENTS.clear()
+    run(RunSpec(method="sf", dataset="synthetic-mosi", seeds=[3], out=tmp_path, quiet=True,
+                overrides=TINY, trackers=["toy-list"]),
+        registry=system.registry, progress=Progress(quiet=True))
+    events = [e[0] if e[0] != "epoch" else ("epoch", e[1], e[2]["epoch"])
+              for e in ListTracker.EVENTS]
+    assert events == ["start", "fit start", ("epoch", "train", 1), ("epoch", "train", 2),
+                      "fit end", "finish"]
+    # pretraining (dec's two fits) also live, and each row once
+    ListTracker.EVENTS.clear()
+    run(RunSpec(method="dec-semi", dataset="synthetic-mosi", seeds=[3], out=tmp_path,
+                quiet=True, overrides=TINY, trackers=["toy-list"], epochs=1),
+        registry=system.registry, progress=Progress(quiet=True))
+    stages = [e[1] for e in ListTracker.EVENTS if e[0] == "epoch"]
+    assert stages[-1] == "train" and stages.count("train") == 1
+    pre = [s for s in stages if s != "train"]
+    assert pre and all(s.startswith("dec.") for s in pre) and len(set(pre)) == len(pre)
+    assert ListTracker.EVENTS.index(("fit start",)) > max(
+        i for i, e in enumerate(ListTracker.EVENTS) if e[0] == "epoch" and e[1] != "train")
+
+
+def test_stage_names_are_mlflow_keys():
+    from msabench.training import stage_name
+
+    assert stage_name(None, "epochs") == "train"
+    assert stage_name("dec", "dec stage 1 (autoencoder)") == "dec.stage-1-autoencoder"
+    assert stage_name("unimodal", "step 1 text") == "unimodal.step-1-text"
+    assert stage_name("mce", "mce (contrastive)") == "mce.contrastive"
+
+
+def test_mlflow_receives_each_epoch_while_the_seed_trains(tmp_path, monkeypatch):
+    """The file-backed MLflow store holds epoch k's metrics (step=k) when epoch k ends, before
+    the seed finishes: read back from the store inside the training loop."""
+    pytest.importorskip("mlflow")
+    import mlflow
+    from msabench_builtins.trackers.mlflow import MLflowTracker
+
+    store = tmp_path / "mlruns"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = mlflow.tracking.MlflowClient(tracking_uri=store.as_uri())
+    from msabench import training
+
+    seen, fitting = [], []
+    real, real_fit = MLflowTracker.log_epoch, training.fit_method
+
+    def fit_method(*args, **kwargs):
+        fitting.append(True)
+        try:
+            return real_fit(*args, **kwargs)
+        finally:
+            fitting.clear()
+
+    def probe(self, stage, row):
+        real(self, stage, row)
+        run_id = self.run.info.run_id
+        steps = [h.step for h in client.get_metric_history(run_id, "train_loss")]
+        r = client.get_run(run_id)
+        seen.append((row["epoch"], bool(fitting), steps, r.info.status,
+                     "test.mae" in r.data.metrics))
+
+    monkeypatch.setattr(MLflowTracker, "log_epoch", probe)
+    monkeypatch.setattr(training, "fit_method", fit_method)
+    run(RunSpec(method="sf", dataset="synthetic-mosi", seeds=[4], out=tmp_path / "r",
+                quiet=True, overrides=[*TINY[:-1], "train.epochs=3", "train.patience=0"],
+                trackers=["mlflow"]),
+        progress=Progress(quiet=True))
+    assert seen == [(1, True, [1], "RUNNING", False), (2, True, [1, 2], "RUNNING", False),
+                    (3, True, [1, 2, 3], "RUNNING", False)]

@@ -43,12 +43,22 @@ class ComposedMethod(Method):
         ``model.fusion_params``."""
         return self.config["fusion"], dict(self.config.get("fusion_params") or {})
 
+    def droppable_modalities(self) -> set[str]:
+        """Every modality, when the fusion declares ``supports_absent`` and there are two or
+        more; none otherwise."""
+        if getattr(self.fusion, "supports_absent", False) and len(self.modalities) > 1:
+            return set(self.modalities)
+        return set()
+
     def fuse(self, batch: Batch, **kwargs: Any) -> torch.Tensor:
         """The fusion's output (B, fusion.output_dim) for the features and masks of this
         method's modalities; ``kwargs`` go to the fusion unchanged (e.g. MulT's
-        ``cross_scale``)."""
+        ``cross_scale``); the :attr:`absent` modalities go as ``absent=`` when there are
+        any (the fusion never reads their features)."""
         feats = {m: batch.features[m] for m in self.modalities}
         masks = {m: batch.mask(m) for m in self.modalities}
+        if self.absent:
+            kwargs["absent"] = self.absent
         return self.fusion(feats, masks, **kwargs)
 
     def head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover

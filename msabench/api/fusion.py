@@ -18,12 +18,19 @@ class Fusion(nn.Module):
     ``features[m]`` of shape (B, T_m, D_m) and boolean ``masks[m]`` of shape (B, T_m) (True at
     valid steps) and returns (B, output_dim). Fusions that need aligned inputs set
     ``requires_aligned = True``.
+
+    A fusion that can leave modalities out sets ``supports_absent = True`` and accepts
+    ``forward(features, masks, absent=frozenset({...}))`` (only passed when non-empty): the
+    output keeps its shape and must not depend on an absent modality's features or mask
+    (concat: its part is zero; tfn/lmf: its vector is the constant-1 part alone; mult: the
+    crossmodal blocks that read it are skipped).
     """
 
     name: ClassVar[str]
     meta: ClassVar[ComponentMeta]
     defaults: ClassVar[dict[str, Any]] = {}
     requires_aligned: ClassVar[bool] = False
+    supports_absent: ClassVar[bool] = False
 
     output_dim: int
 

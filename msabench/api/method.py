@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+import contextlib
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -73,6 +74,14 @@ class Method(nn.Module):
     During a run, :attr:`context` is the run's :class:`~msabench.api.RunContext` (device, seed,
     progress and the shared loop), for methods with a training step of their own.
 
+    Modality removal: :meth:`droppable_modalities` names the modalities the method can run
+    *without* (default none); inside ``with model.without({"audio"}):`` :attr:`absent` holds
+    them and ``forward`` must leave them out of the fusion, so its outputs do not depend on
+    their features, masks or raw inputs at all (``msabench robustness`` reports this as
+    ``absent:<m>`` next to ``drop:<m>``, which only zeroes the inputs).
+    :class:`~msabench.api.ComposedMethod` does this for every fusion that declares
+    ``supports_absent``.
+
     ``prediction_kind`` says what ``pred`` is:
 
     ``"regression"``           a regression output; every metric applies.
@@ -92,6 +101,8 @@ class Method(nn.Module):
     requires_aligned: ClassVar[bool] = False
     requires_texts: ClassVar[bool] = False
     heads: dict[str, str] = {"pred": "label"}
+    #: the modalities left out of the fusion now (set by :meth:`without`, read by ``forward``)
+    absent: frozenset[str] = frozenset()
 
     def __init__(self, info: DataInfo, config: Mapping[str, Any], components: Components) -> None:
         super().__init__()
@@ -127,6 +138,29 @@ class Method(nn.Module):
                 needs.append(ModelNeed(value, f"model.{key}", revision=revision,
                                        role=f"{cls.name} {key.replace('_', ' ')}"))
         return needs
+
+    def droppable_modalities(self) -> set[str]:
+        """The modalities ``forward`` can leave out of the fusion (:attr:`absent`); default
+        none: the method cannot run without any of its modalities."""
+        return set()
+
+    @contextlib.contextmanager
+    def without(self, modalities: Iterable[str]) -> Iterator[None]:
+        """Run ``forward`` with ``modalities`` left out of the fusion inside the block; a
+        modality the method cannot drop (or all of them) raises ``ValueError`` naming it."""
+        names = frozenset(modalities)
+        cannot = sorted(names - self.droppable_modalities())
+        if cannot:
+            raise ValueError(f"method {self.name} cannot leave {', '.join(cannot)} out of its "
+                             "fusion (droppable: "
+                             f"{', '.join(sorted(self.droppable_modalities())) or 'none'})")
+        if names and names >= set(self.info.modalities):
+            raise ValueError(f"method {self.name}: dropping every modality leaves no input")
+        previous, self.absent = self.absent, names
+        try:
+            yield
+        finally:
+            self.absent = previous
 
     def frozen(self) -> list[nn.Module]:
         """Sub-modules kept in eval mode and unchanged by supervised training (default none)."""

@@ -93,9 +93,11 @@ def run_command(
     label_fractions: Annotated[Optional[str], typer.Option(
         help="comma-separated label fractions, e.g. 0.05,0.1,0.2,0.4,1.0: one variant per "
              "fraction (a label-efficiency curve in the leaderboard)")] = None,
-    save_checkpoint: Annotated[bool, typer.Option(
-        "--save-checkpoint", help="write each seed's selected weights beside its result "
-                                  "(seed-N.safetensors; msabench robustness reads them)")] = False,
+    save_checkpoint: Annotated[Optional[bool], typer.Option(
+        "--save-checkpoint/--no-save-checkpoint",
+        help="write each seed's selected weights beside its result (seed-N.safetensors; "
+             "msabench robustness reads them); default: train.save_checkpoint of the config "
+             "(false)")] = None,
     tracker: Annotated[Optional[list[str]], typer.Option(
         help="send each seed's config, history and metrics to a registered tracker, e.g. "
              "mlflow (repeatable; also $MSABENCH_TRACKERS)")] = None,

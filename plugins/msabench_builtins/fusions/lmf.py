@@ -78,10 +78,19 @@ class LowRankFusion(Fusion):
             nn.init.xavier_normal_(factor)
         nn.init.xavier_normal_(self.fusion_weights)
 
+    supports_absent = True
+
     def encode(self, features: Mapping[str, torch.Tensor],
-               masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The unimodal vectors ``h_m`` (before the 1 is appended)."""
-        return {m: self.subnets[m](features[m], masks[m]) for m in self.order}
+               masks: Mapping[str, torch.Tensor],
+               absent: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
+        """The unimodal vectors ``h_m`` (before the 1 is appended); an ``absent`` modality's
+        is zero, so ``[1; h_m]`` is the constant-1 part alone and its factor reduces to the
+        modality-free term."""
+        out = {m: self.subnets[m](features[m], masks[m]) for m in self.order if m not in absent}
+        some = next(iter(out.values()))
+        for m in absent:
+            out[m] = some.new_zeros(some.shape[0], self.subnets[m].out_dim)
+        return out
 
     def fuse(self, hidden: Mapping[str, torch.Tensor]) -> torch.Tensor:
         product = None
@@ -92,5 +101,6 @@ class LowRankFusion(Fusion):
         return fused.squeeze(1) + self.fusion_bias
 
     def forward(self, features: Mapping[str, torch.Tensor],
-                masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.fuse(self.encode(features, masks))
+                masks: Mapping[str, torch.Tensor],
+                absent: frozenset[str] = frozenset()) -> torch.Tensor:
+        return self.fuse(self.encode(features, masks, absent))

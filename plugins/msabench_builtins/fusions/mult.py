@@ -83,6 +83,7 @@ class MulTFusion(Fusion):
         "relu_dropout": 0.1,
         "res_dropout": 0.1,
     }
+    supports_absent = True
 
     def __init__(self, input_dims: Mapping[str, int], **params: Any) -> None:
         super().__init__(input_dims, **params)
@@ -139,10 +140,13 @@ class MulTFusion(Fusion):
 
     # ----------------------------------------------------------------------------------------
     def project(self, features: Mapping[str, torch.Tensor],
-                masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                masks: Mapping[str, torch.Tensor],
+                absent: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
         """Zero padding, text dropout, temporal Conv1d: modality -> (B, T_m, dim)."""
         out = {}
         for m in self.order:
+            if m in absent:
+                continue
             x = features[m] * masks[m].unsqueeze(-1).to(features[m].dtype)
             if m == "text":
                 x = F.dropout(x, float(self.params["text_dropout"]), self.training)
@@ -153,9 +157,12 @@ class MulTFusion(Fusion):
 
     def encode(self, features: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
                cross_scale: Mapping[tuple[str, str], torch.Tensor | float] | None = None,
-               ) -> dict[str, Any]:
+               absent: frozenset[str] = frozenset()) -> dict[str, Any]:
         """Every intermediate: ``cross[(X, Y)]`` (B, T_X, dim) after scaling, ``memory[X]``
         (B, T_X, part_dims[X]) and ``last[X]`` (B, part_dims[X]).
+
+        ``absent`` modalities are left out: every crossmodal block that reads one (as target
+        or source) is skipped and its output is zero, so nothing depends on their inputs.
 
         With key padding masks and ``last_step = "valid"`` nothing at a padded step reaches a
         valid one, so the batch runs in length groups: samples sorted by their total valid
@@ -174,18 +181,20 @@ class MulTFusion(Fusion):
         if unknown:
             raise ValueError(f"fusion mult: cross_scale has unknown pair(s) {sorted(unknown)}; "
                              f"pairs are (target, source) among {self.order}")
-        groups = self._groups(masks)
+        absent = frozenset(absent)
+        groups = self._groups(masks, absent)
         if groups is None:
-            return self._encode(features, masks, scales)
+            return self._encode(features, masks, scales, absent)
         batch = masks[self.order[0]].shape[0]
         parts = []
         for idx in groups:
-            ends = {m: max(1, int(self._ends(masks[m])[idx].max())) for m in self.order}
+            ends = {m: 1 if m in absent else max(1, int(self._ends(masks[m])[idx].max()))
+                    for m in self.order}
             sub_f = {m: features[m][idx, :ends[m]] for m in self.order}
             sub_m = {m: masks[m][idx, :ends[m]] for m in self.order}
             sub_s = {pair: (s[idx] if isinstance(s, torch.Tensor) and s.dim() else s)
                      for pair, s in scales.items()}
-            parts.append(self._encode(sub_f, sub_m, sub_s))
+            parts.append(self._encode(sub_f, sub_m, sub_s, absent))
         if len(groups) == 1 and groups[0].numel() == batch and bool(
                 (groups[0] == torch.arange(batch, device=groups[0].device)).all()):
             inverse = None
@@ -211,28 +220,40 @@ class MulTFusion(Fusion):
         steps = torch.arange(1, mask.shape[1] + 1, device=mask.device)
         return (mask * steps).amax(1) if mask.shape[1] else mask.new_zeros(mask.shape[0])
 
-    def _groups(self, masks: Mapping[str, torch.Tensor]) -> list[torch.Tensor] | None:
-        """Sample indices per length group, or None when padding must be kept."""
+    def _groups(self, masks: Mapping[str, torch.Tensor],
+                absent: frozenset[str] = frozenset()) -> list[torch.Tensor] | None:
+        """Sample indices per length group (from the present modalities' lengths), or None
+        when padding must be kept."""
         if (GROUP_SIZE < 1 or not self.params["key_padding_mask"]
                 or self.params["last_step"] != "valid"):
             return None
-        ends = torch.stack([self._ends(masks[m]) for m in self.order]).sum(0)
-        if bool((ends == sum(masks[m].shape[1] for m in self.order)).all()):
+        present = [m for m in self.order if m not in absent]
+        ends = torch.stack([self._ends(masks[m]) for m in present]).sum(0)
+        if bool((ends == sum(masks[m].shape[1] for m in present)).all()):
             return None  # nothing to cut
         order = torch.argsort(ends, stable=True)
         return list(order.split(GROUP_SIZE))
 
     def _encode(self, features: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
-                scales: Mapping[tuple[str, str], torch.Tensor | float]) -> dict[str, Any]:
+                scales: Mapping[tuple[str, str], torch.Tensor | float],
+                absent: frozenset[str] = frozenset()) -> dict[str, Any]:
         use_kpm = bool(self.params["key_padding_mask"])
         valid = {m: (masks[m] if use_kpm else None) for m in self.order}
-        proj = self.project(features, masks)
+        proj = self.project(features, masks, absent)
         cross, memory, last = {}, {}, {}
         for x in self.order:
+            if x in absent:  # no target sequence: its memory and last vector are zero
+                steps = features[x].shape[1]
+                batch = next(iter(proj.values())).shape[0]
+                memory[x] = features[x].new_zeros(batch, steps, self.part_dims[x])
+                last[x] = features[x].new_zeros(batch, self.part_dims[x])
+                continue
             hs = []
             for y in self.pairs[x]:
                 net = self.cross[self.pair_key(x, y)]
-                if y == x:
+                if y in absent:  # the block that reads y is skipped
+                    h = torch.zeros_like(proj[x])
+                elif y == x:
                     h = net(proj[x], tgt_valid=valid[x])
                 else:
                     h = net(proj[x], proj[y], tgt_valid=valid[x], src_valid=valid[y])
@@ -256,11 +277,12 @@ class MulTFusion(Fusion):
 
     def forward(self, features: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
                 cross_scale: Mapping[tuple[str, str], torch.Tensor | float] | None = None,
-                ) -> torch.Tensor:
-        """(B, output_dim): the targets' last-step memory vectors, in modality order.
+                absent: frozenset[str] = frozenset()) -> torch.Tensor:
+        """(B, output_dim): the targets' last-step memory vectors, in modality order (an
+        ``absent`` target's part zero).
 
         ``cross_scale[(target, source)]``: a scalar or (B,) tensor multiplying the crossmodal
         output ``h_{target<-source}``; pairs not given are left unscaled.
         """
-        last = self.encode(features, masks, cross_scale)["last"]
+        last = self.encode(features, masks, cross_scale, absent)["last"]
         return torch.cat([last[x] for x in self.order], dim=-1)

@@ -167,14 +167,24 @@ class TensorFusion(Fusion):
         self.sizes = {m: self.subnets[m].out_dim + 1 for m in self.order}
         self.output_dim = math.prod(self.sizes.values())
 
+    supports_absent = True
+
     def encode(self, features: Mapping[str, torch.Tensor],
-               masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The unimodal vectors ``h_m`` (before the 1 is appended)."""
-        return {m: self.subnets[m](features[m], masks[m]) for m in self.order}
+               masks: Mapping[str, torch.Tensor],
+               absent: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
+        """The unimodal vectors ``h_m`` (before the 1 is appended); an ``absent`` modality's
+        is zero, so ``[1; h_m]`` is the constant-1 part alone and its factor reduces to the
+        modality-free term."""
+        out = {m: self.subnets[m](features[m], masks[m]) for m in self.order if m not in absent}
+        some = next(iter(out.values()))
+        for m in absent:
+            out[m] = some.new_zeros(some.shape[0], self.subnets[m].out_dim)
+        return out
 
     def fuse(self, hidden: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return outer_flatten([with_one(hidden[m]) for m in self.order])
 
     def forward(self, features: Mapping[str, torch.Tensor],
-                masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.fuse(self.encode(features, masks))
+                masks: Mapping[str, torch.Tensor],
+                absent: frozenset[str] = frozenset()) -> torch.Tensor:
+        return self.fuse(self.encode(features, masks, absent))

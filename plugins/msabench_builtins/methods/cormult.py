@@ -103,6 +103,14 @@ class CorMulT(MulT):
             return outputs["pred"].sum() * 0.0
         return nn.functional.mse_loss(outputs["pred"][keep], batch.label[keep])
 
+    def droppable_modalities(self) -> set[str]:
+        """None with correlation scaling: the evaluator's correlations read every modality, so
+        leaving one out of the fusion would still depend on its inputs (not verified
+        otherwise); plain MulT's drop with ``model.correlation=none``."""
+        if self.config["correlation"] != "none":
+            return set()
+        return super().droppable_modalities()
+
     @torch.no_grad()
     def correlations(self, batch: Batch) -> torch.Tensor:
         """(B, P) correlations of the unordered modality pairs in the evaluator's order."""

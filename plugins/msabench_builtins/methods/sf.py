@@ -45,4 +45,14 @@ class SF(ComposedMethod):
         self.mlp = nn.Sequential(*layers)
 
     def head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
+        """With modalities :attr:`absent` (``model.without``) and the concat fusion, each
+        absent part is its training mean (the input BatchNorm's running mean), which the
+        BatchNorm maps to its bias: the modality contributes its average, nothing that
+        depends on its inputs (a zero part would be an out-of-distribution value)."""
+        slices = getattr(self.fusion, "slices", None)
+        if self.absent and slices and isinstance(self.norm, nn.BatchNorm1d) \
+                and self.norm.running_mean is not None:
+            fused = fused.clone()
+            for m in self.absent:
+                fused[:, slices[m]] = self.norm.running_mean[slices[m]].to(fused.dtype)
         return {"pred": self.mlp(self.norm(fused)).squeeze(-1), "fused": fused}

@@ -114,8 +114,13 @@ class MultimodalEncoder(nn.Module):
             for m, d in input_dims.items()})
         self.output_dim = d_model * len(self.modalities)
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        return torch.cat([self.encoders[m](batch.features[m], batch.mask(m))
+    def forward(self, batch: Batch, absent: frozenset[str] = frozenset()) -> torch.Tensor:
+        """``absent`` modalities are omitted: their pooled vector is zero, so the head's first
+        linear layer gets no term from them (their inputs are never read)."""
+        present = next(m for m in self.modalities if m not in absent)
+        n = batch.features[present].shape[0]
+        return torch.cat([batch.features[present].new_zeros(n, self.encoders[m].proj.out_features)
+                          if m in absent else self.encoders[m](batch.features[m], batch.mask(m))
                           for m in self.modalities], dim=-1)
 
 
@@ -183,8 +188,13 @@ class TransformerClassifier(Method):
         self.register_buffer("_centre", torch.tensor((lo + hi) / 2), persistent=False)
         self.register_buffer("_half", torch.tensor((hi - lo) / 2), persistent=False)
 
+    def droppable_modalities(self) -> set[str]:
+        """Any modality, when there are two or more (late fusion: each has its own encoder)."""
+        mods = list(self.encoder.modalities)
+        return set(mods) if len(mods) > 1 else set()
+
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        z = self.encoder(batch)
+        z = self.encoder(batch, self.absent) if self.absent else self.encoder(batch)
         logit = self.head(z).squeeze(-1)
         pred = self._centre + self._half * torch.tanh(logit / 2)  # = centre + half (2p - 1)
         return {"pred": pred, "logit": logit, "z": z}

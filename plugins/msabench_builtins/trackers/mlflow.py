@@ -24,7 +24,8 @@ def _number(value: Any) -> float | None:
 
 
 class MLflowTracker(Tracker):
-    """Logs each seed as an MLflow run: config as params, history as stepped metrics."""
+    """Logs each seed as an MLflow run: config as params, each epoch as it ends as metrics
+    with ``step=epoch``, the test metrics at the end."""
 
     name = "mlflow"
     meta = ComponentMeta(summary="MLflow: one run per seed (config, per-epoch history, test "
