@@ -91,6 +91,10 @@ class Method(nn.Module):
     prediction_kind: ClassVar[str] = "regression"
     requires_aligned: ClassVar[bool] = False
     requires_texts: ClassVar[bool] = False
+    #: the seeds of a run may train as one stacked model (``msabench run --vectorize``,
+    #: docs/vectorize.md): ``forward`` works under ``torch.func.vmap`` (no data-dependent
+    #: Python control flow inside :func:`msabench.vectorized.in_stacked_forward`)
+    vectorizable: ClassVar[bool] = False
     heads: dict[str, str] = {"pred": "label"}
 
     def __init__(self, info: DataInfo, config: Mapping[str, Any], components: Components) -> None:
@@ -127,6 +131,14 @@ class Method(nn.Module):
                 needs.append(ModelNeed(value, f"model.{key}", revision=revision,
                                        role=f"{cls.name} {key.replace('_', ' ')}"))
         return needs
+
+    @classmethod
+    def vectorize_refusal(cls, config: Mapping[str, Any]) -> str | None:
+        """Why a run with the resolved ``config`` cannot train its seeds as one stacked model
+        (None: it can). Default: a reason unless :attr:`vectorizable`. Called on the class."""
+        if not cls.vectorizable:
+            return f"method {cls.name} does not declare vectorizable = True"
+        return None
 
     def frozen(self) -> list[nn.Module]:
         """Sub-modules kept in eval mode and unchanged by supervised training (default none)."""

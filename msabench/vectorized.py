@@ -1,0 +1,523 @@
+"""Several seeds in one pass: ``msabench run --seeds a,b,c --vectorize`` (``train.vectorize``).
+
+The seeds of one run are trained as one stacked model: each seed's model is built exactly as
+in a solo run (``seed_everything(seed)`` then the method's constructor, so initial weights are
+bit-identical), then the parameters and buffers are stacked along a new first dimension and
+one ``torch.func.vmap`` over ``functional_call`` runs every seed's forward on its own batch.
+Each seed shuffles with its own generator (``torch.Generator().manual_seed(seed)``, as the solo
+loop), so the stacked batch is K different batches. The summed per-seed losses give each seed
+its own gradient; the method's optimiser (Adam, AdamW or SGD: elementwise updates) on the
+stacked parameters equals one optimiser per seed. Gradient-norm clipping is computed per seed.
+Validation, selection and early stopping are per seed: after every epoch each seed's own module
+(whose parameters are views into the stacked tensors) is scored by the ordinary evaluation; a
+seed that stops keeps its best weights and leaves the stack (the others are re-stacked with
+their optimiser state). Result files are the solo ones, written by the same writer, with the
+same config hash, plus ``"vectorized": {...}`` saying that the seed was trained this way.
+
+Equality with solo runs: exact in law, equal to float rounding in practice (batched matrix
+products round differently), **with dropout off**. Under ``vmap(randomness="different")`` each
+seed draws its own dropout masks, but not from the solo run's random stream, so with dropout on
+a seed's result is a different draw of the same distribution. Tolerances are in
+docs/vectorize.md and tested in tests/test_vectorize.py.
+
+Methods opt in with ``vectorizable = True`` (and may refuse a config with
+:meth:`~msabench.api.Method.vectorize_refusal`). Runs that cannot be vectorised (pretraining
+stages, schedulers, a custom ``training_step``, frozen parts, checkpoints, trackers, ...) print
+why and train seed by seed as before. Inside the stacked forward :func:`in_stacked_forward` is
+True: code with data-dependent Python control flow (``pack_padded_sequence``, ``int(t.max())``)
+takes a vmap-friendly path there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+_STACKED: contextvars.ContextVar[bool] = contextvars.ContextVar("msabench_stacked",
+                                                                 default=False)
+#: optimisers whose update is elementwise, so one on stacked tensors equals one per seed
+ELEMENTWISE_OPTIMIZERS = ("Adam", "AdamW", "SGD")
+
+
+def in_stacked_forward() -> bool:
+    """True inside the vmapped forward of a vectorised run (one call traces every seed)."""
+    return _STACKED.get()
+
+
+@contextlib.contextmanager
+def stacked_forward() -> Iterator[None]:
+    token = _STACKED.set(True)
+    try:
+        yield
+    finally:
+        _STACKED.reset(token)
+
+
+def refusal(plan: Any, spec: Any, seeds: list[int]) -> str | None:
+    """Why the seeds of this run cannot be vectorised (None: they can); config-level checks
+    made before any model is built."""
+    config = plan.config
+    if len(seeds) < 2:
+        return None if not seeds else "only one seed is left to train"
+    reason = plan.method_cls.vectorize_refusal(config)
+    if reason:
+        return reason
+    if config["pretrain"].get("stages"):
+        return f"pretraining stages ({', '.join(config['pretrain']['stages'])}) train per seed"
+    if plan.method_cls.requires_texts:
+        return f"method {spec.method} reads raw transcripts, which cannot be stacked"
+    if spec.save_checkpoint:
+        return "--save-checkpoint is written by the per-seed loop"
+    if spec.trackers:
+        return "trackers follow the per-seed loop"
+    return None
+
+
+@dataclass
+class _Seed:
+    """One seed of the stacked pass: its own data, model, context and selection state."""
+
+    seed: int
+    path: Path
+    data: Any
+    labels_record: dict[str, Any]
+    model: Any
+    context: Any
+    train: Any
+    labelled: int
+    generator: Any
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, Any] | None = None
+    best_score: float = math.nan
+    best_epoch: int = 0
+    epochs_run: int = 0
+    stopped_early: bool = False
+    error: BaseException | None = None
+
+
+class NotVectorizable(Exception):
+    """Raised while setting up the stacked pass: the seeds fall back to the per-seed loop."""
+
+
+def run_vectorized(plan: Any, spec: Any, data: Any, todo: list[int], registry: Any,
+                   progress: Any, outcomes: list[Any], seeds_task: Any) -> list[int]:
+    """Train the seeds ``todo`` as one stacked model and write their result files (appending
+    to ``outcomes``); returns the seeds left for the runner's per-seed loop: all of them when
+    the run cannot be vectorised (the reason is printed), else none."""
+    from .results import claim, read_result, release, result_path, write_result
+    from .runner import SeedOutcome, check_variant_folder, run_dir
+
+    reason = refusal(plan, spec, todo)
+    if reason:
+        progress.print(f"[yellow]note:[/] --vectorize: {reason}; training seed by seed")
+        return todo
+    paths = {s: result_path(spec.out, spec.dataset, plan.setting, spec.method, plan.variant, s)
+             for s in todo}
+    claimed: list[int] = []
+    try:
+        for seed in todo:
+            if not claim(paths[seed]):
+                progress.print(f"seed {seed}: another run is training it now "
+                               f"({paths[seed]}.lock); skipped here")
+                continue
+            claimed.append(seed)
+            if paths[seed].exists() and not spec.force:  # finished by a concurrent run
+                outcomes.append(SeedOutcome(seed, paths[seed], "skipped",
+                                            read_result(paths[seed]).test))
+                claimed.pop()
+                release(paths[seed])
+        if not claimed:
+            return []
+        check_variant_folder(run_dir(spec.out, spec.dataset, plan.setting, spec.method,
+                                     plan.variant), plan.hash, set(spec.seeds))
+        try:
+            results, failure = train_seeds(plan, spec, data, claimed, registry, progress)
+        except NotVectorizable as exc:
+            progress.print(f"[yellow]note:[/] --vectorize: {exc}; training seed by seed")
+            return claimed
+        for seed in claimed:
+            if seed in results:
+                write_result(paths[seed], results[seed])
+                outcomes.append(SeedOutcome(seed, paths[seed], "ran", results[seed].test))
+                seeds_task.advance(1, status=f"seed {seed} written")
+        if failure is not None:
+            raise failure
+        return []
+    finally:
+        for seed in claimed:
+            release(paths[seed])
+
+
+def _setup_seed(plan: Any, spec: Any, data: Any, seed: int, registry: Any, progress: Any,
+                path: Path) -> _Seed:
+    """What the runner's ``_run_seed`` does before training, for one seed."""
+    import torch
+
+    from . import preprocess
+    from .api import Components
+    from .errors import ConfigError
+    from .runner import _check_inputs, metric_classes
+    from .training import LoopContext, pick_device, seed_everything
+
+    config, method_cls = plan.config, plan.method_cls
+    data, labels_record = preprocess.for_seed(data, config["data"], seed)
+    info = data.info()
+    _check_inputs(method_cls, info, spec, plan.setting)
+    device = pick_device(str(config["train"]["device"]))
+    metrics = metric_classes(registry, data.meta.convention)
+    context = LoopContext(device=device, seed=seed, train=config["train"], progress=progress,
+                          metric_classes=metrics)
+    seed_everything(seed)
+    model = method_cls(info, config["model"], Components(registry)).to(device)
+    model.context = context
+    heads = model.check_heads()
+    skipped = [h for h, t in heads.items() if t != "label" and t not in info.unimodal]
+    if skipped:
+        progress.print(f"[yellow]note:[/] {data.meta.name}/{plan.setting} has no unimodal "
+                       f"labels for head(s) {', '.join(skipped)}; they are not scored")
+    model.setup(data)
+    train_split = data["train"]
+    labelled = train_split.labelled
+    if int(labelled.sum()) < 2:
+        raise ConfigError(
+            f"data.label_fraction={config['data']['label_fraction']} leaves "
+            f"{int(labelled.sum())} labelled training sample(s) of {len(train_split)}; "
+            "supervised training needs at least 2 (batch statistics, a validation-selected "
+            "fit): raise --label-fraction")
+    if not bool(labelled.all()):
+        train_split = train_split.subset(torch.nonzero(labelled).flatten())
+    return _Seed(seed, path, data, labels_record, model, context, train_split,
+                 int(labelled.sum()), torch.Generator().manual_seed(seed))
+
+
+def _check_stackable(seeds: list[_Seed]) -> None:
+    from .api import Method
+
+    model = seeds[0].model
+    if type(model).training_step is not Method.training_step:
+        raise NotVectorizable(f"method {model.name} has its own training_step")
+    if model.frozen():
+        raise NotVectorizable(f"method {model.name} has frozen parts")
+    sizes = {len(s.train) for s in seeds}
+    if len(sizes) != 1:
+        raise NotVectorizable(f"the seeds' labelled training sets differ in size ({sizes})")
+
+
+class Stack:
+    """The stacked parameters and buffers of the active seeds; each seed's own module keeps
+    views into them, so the ordinary evaluation of a seed sees its current weights."""
+
+    def __init__(self, seeds: list[_Seed]) -> None:
+        import torch
+
+        self.seeds = seeds
+        base = seeds[0].model
+        self.names = [n for n, _ in base.named_parameters()]
+        self.buffer_names = [n for n, _ in base.named_buffers()]
+        per = [dict(s.model.named_parameters()) for s in seeds]
+        perb = [dict(s.model.named_buffers()) for s in seeds]
+        self.params = {n: torch.stack([p[n].detach() for p in per]).requires_grad_(
+            base.get_parameter(n).requires_grad) for n in self.names}
+        self.buffers = {n: torch.stack([b[n] for b in perb]) for n in self.buffer_names}
+        self._point()
+
+    def _point(self) -> None:
+        for k, s in enumerate(self.seeds):
+            for n in self.names:
+                s.model.get_parameter(n).data = self.params[n].detach()[k]
+            for n in self.buffer_names:
+                s.model.get_buffer(n).data = self.buffers[n][k]
+
+    def keep(self, rows: list[int]) -> dict[Any, Any]:
+        """Keep only ``rows`` (positions of the active seeds); returns old -> new tensors."""
+        import torch
+
+        index = torch.tensor(rows, device=next(iter(self.params.values())).device)
+        moved = {}
+        for n in self.names:
+            old = self.params[n]
+            new = old.detach().index_select(0, index).clone().requires_grad_(old.requires_grad)
+            self.params[n], moved[old] = new, new
+        for n in self.buffer_names:
+            self.buffers[n] = self.buffers[n].index_select(0, index).clone()
+        self.seeds = [self.seeds[r] for r in rows]
+        self._point()
+        return moved
+
+
+def _stacked_optimizer(model: Any, stack: Stack, train: Any) -> Any:
+    """The method's optimiser, rebuilt with the same groups over the stacked tensors."""
+    single = model.configure_optimizer(train)
+    kind = type(single).__name__
+    if kind not in ELEMENTWISE_OPTIMIZERS or type(single).__module__.split(".")[0] != "torch":
+        raise NotVectorizable(f"method {model.name} uses the optimiser {kind}; only torch's "
+                              f"{', '.join(ELEMENTWISE_OPTIMIZERS)} (elementwise) are stacked")
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    groups = [{**{k: v for k, v in g.items() if k != "params"},
+               "params": [stack.params[name_of[id(p)]] for p in g["params"]]}
+              for g in single.param_groups]
+    return type(single)(groups, **single.defaults)
+
+
+def _restack_optimizer(optimizer: Any, moved: dict[Any, Any], rows: list[int]) -> Any:
+    import torch
+
+    groups = [{**{k: v for k, v in g.items() if k != "params"},
+               "params": [moved[p] for p in g["params"]]} for g in optimizer.param_groups]
+    fresh = type(optimizer)(groups, **optimizer.defaults)
+    index = None
+    for old, new in moved.items():
+        state = optimizer.state.get(old)
+        if not state:
+            continue
+        if index is None:
+            index = torch.tensor(rows, device=old.device)
+        fresh.state[new] = {k: (v.index_select(0, index).clone()
+                                if torch.is_tensor(v) and v.dim() and v.shape == old.shape
+                                else v) for k, v in state.items()}
+    return fresh
+
+
+def stack_batches(batches: list[Any]) -> dict[str, Any]:
+    """The tensors of K same-size batches stacked along a new first dimension (a pytree)."""
+    import torch
+
+    first = batches[0]
+    out: dict[str, Any] = {
+        "features": {m: torch.stack([b.features[m] for b in batches]) for m in first.features},
+        "lengths": {m: torch.stack([b.lengths[m] for b in batches]) for m in first.lengths},
+        "label": torch.stack([b.label for b in batches]),
+        "labelled": torch.stack([b.labelled for b in batches]),
+        "unimodal": {m: torch.stack([b.unimodal[m] for b in batches]) for m in first.unimodal},
+        "extras": {k: torch.stack([b.extras[k] for b in batches]) for k in first.extras},
+    }
+    if first.index is not None:
+        out["index"] = torch.stack([b.index for b in batches])
+    return out
+
+
+def seed_batches(trains: list[Any], batch_size: int, generators: list[Any]) -> Iterator[list]:
+    """One epoch of each seed's own shuffled batches, step by step: exactly the batches the
+    solo loop draws (``train.batches(batch_size, shuffle=True, generator=...)``)."""
+    iterators = [t.batches(batch_size, shuffle=True, generator=g)
+                 for t, g in zip(trains, generators)]
+    yield from zip(*iterators, strict=True)
+
+
+def _clip_per_seed(params: list[Any], max_norm: float) -> None:
+    """``clip_grad_norm_`` of each seed's own gradients (rows of the stacked gradients)."""
+    import torch
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack([g.reshape(g.shape[0], -1).norm(2, dim=1) for g in grads], dim=1)
+    total = norms.norm(2, dim=1)  # (K,)
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.reshape((-1,) + (1,) * (g.dim() - 1)))
+
+
+def fit_stacked(seeds: list[_Seed], recipe: Any, device: Any, progress: Any,
+                name: str = "epochs") -> None:
+    """The shared loop of :func:`msabench.training.fit` for several seeds at once; fills each
+    seed's history, best state and stopping epoch (``error`` for a seed that diverged)."""
+    import torch
+    from torch.func import functional_call, vmap
+
+    from .api import Batch
+    from .errors import TrainingDiverged
+    from .training import _finite_or_raise
+
+    stack = Stack(seeds)
+    base = seeds[0].model  # the module functional_call runs; every seed's weights are passed
+    optimizer = _stacked_optimizer(base, stack, seeds[0].context.train)
+    select = recipe.select
+    n_train = len(seeds[0].train)
+    task = progress.task(f"  seeds {', '.join(str(s.seed) for s in seeds)} {name} "
+                         "(vectorised)", int(recipe.epochs))
+
+    def forward(params: dict, buffers: dict, tensors: dict, ids: list[str]) -> dict:
+        batch = Batch(ids=ids, features=tensors["features"], lengths=tensors["lengths"],
+                      label=tensors["label"], labelled=tensors["labelled"],
+                      unimodal=tensors["unimodal"], extras=tensors["extras"],
+                      index=tensors.get("index"))
+        return dict(functional_call(base, (params, buffers), (batch,)))
+
+    for epoch in range(1, recipe.epochs + 1):
+        active = stack.seeds
+        base.train()
+        sums: list[dict[str, float]] = [{} for _ in active]
+        seen = 0
+        trainable = [p for p in stack.params.values() if p.requires_grad]
+        for batches in seed_batches([s.train for s in active], recipe.batch_size,
+                                    [s.generator for s in active]):
+            if len(batches[0]) < 2 and n_train > 1:
+                continue  # as the solo loop: a lone leftover sample breaks BatchNorm
+            batches = [b.to(device) for b in batches]
+            tensors = stack_batches(batches)
+            optimizer.zero_grad(set_to_none=True)
+            ids = list(batches[0].ids)
+            with stacked_forward():
+                outputs = vmap(lambda p, b, t: forward(p, b, t, ids), in_dims=(0, 0, 0),
+                               randomness="different")(stack.params, stack.buffers, tensors)
+            losses = []
+            for k, s in enumerate(active):
+                loss = s.model.loss({h: v[k] for h, v in outputs.items()}, batches[k])
+                if s.error is None:
+                    try:
+                        _finite_or_raise(loss, f"seed {s.seed}: {name}", epoch)
+                    except TrainingDiverged as exc:
+                        s.error = exc
+                losses.append(loss if s.error is None else loss.detach() * 0.0)
+            torch.stack(losses).sum().backward()
+            if recipe.grad_clip > 0:
+                _clip_per_seed(trainable, recipe.grad_clip)
+            optimizer.step()
+            n = len(batches[0])
+            seen += n
+            for k, loss in enumerate(losses):
+                sums[k]["loss"] = sums[k].get("loss", 0.0) + float(loss.detach()) * n
+        keep: list[int] = []
+        for k, s in enumerate(active):
+            if s.error is not None:
+                continue
+            row: dict[str, Any] = {"epoch": epoch}
+            row.update({f"train_{key}": v / max(seen, 1) for key, v in sums[k].items()})
+            val = s.context.evaluate(s.model, s.data["valid"])
+            score = {"loss": val.loss}
+            if select != "loss":
+                value = val.score(select)
+                score[select] = math.nan if value is None else value
+            row.update({f"valid_{key}": v for key, v in score.items()})
+            value = row.get(f"valid_{select}")
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                from .errors import ConfigError
+
+                raise ConfigError(f"{name}: validation {select} is undefined at epoch "
+                                  f"{epoch}; choose another train.select")
+            better = value > s.best_score if recipe.higher_is_better else value < s.best_score
+            if s.best_state is None or better:
+                s.best_score, s.best_epoch = float(value), epoch
+                s.best_state = {key: v.detach().clone()
+                                for key, v in s.model.state_dict().items()}
+            row.update({"best_epoch": s.best_epoch, "best": s.best_score})
+            s.history.append(row)
+            s.epochs_run = epoch
+            if recipe.patience > 0 and epoch - s.best_epoch >= recipe.patience:
+                s.stopped_early = epoch < recipe.epochs
+                continue
+            keep.append(k)
+        task.advance(1, status=f"{len(keep)} of {len(seeds)} seed(s) training")
+        if not keep:
+            break
+        if len(keep) < len(active):
+            moved = stack.keep(keep)
+            optimizer = _restack_optimizer(optimizer, moved, keep)
+    for s in seeds:
+        if s.best_state is not None:
+            s.model.load_state_dict(s.best_state)
+    done = [s for s in seeds if s.error is None]
+    task.done(", ".join(f"seed {s.seed} best {select} {s.best_score:.4f} @ {s.best_epoch}"
+                        for s in done))
+
+
+def train_seeds(plan: Any, spec: Any, data: Any, seeds: list[int], registry: Any,
+                progress: Any) -> tuple[dict[int, Any], BaseException | None]:
+    """Build every seed as the solo run does, train them stacked, evaluate each on its own:
+    ``({seed: RunResult}, the first seed's divergence error or None)``. Raises
+    :class:`NotVectorizable` before training when the models cannot be stacked."""
+    import torch
+
+    from .api import Recipe
+    from .errors import ConfigError
+    from .results import result_path
+    from .training import selection_direction
+
+    started = time.perf_counter()
+    config = plan.config
+    states = [_setup_seed(plan, spec, data, seed, registry, progress,
+                          result_path(spec.out, spec.dataset, plan.setting, spec.method,
+                                      plan.variant, seed)) for seed in seeds]
+    _check_stackable(states)
+    first = states[0]
+    heads = first.model.check_heads()
+    cfg = config["train"]
+    higher = selection_direction(str(cfg["select"]), first.context.metric_classes, heads)
+    recipe = Recipe.from_train(cfg, higher_is_better=higher)
+    if recipe.epochs < 1:
+        raise ConfigError(f"train.epochs ({recipe.epochs}) must be >= 1")
+    probe = first.model.configure_optimizer(cfg)
+    if first.model.configure_scheduler(probe, cfg,
+                                       first.train.num_batches(recipe.batch_size)) is not None:
+        raise NotVectorizable(f"method {spec.method} declares a learning-rate scheduler "
+                              "(stepped per seed)")
+    del probe
+    progress.print(f"--vectorize: seeds {', '.join(map(str, seeds))} train as one stacked "
+                   "model")
+    fit_stacked(states, recipe, first.context.device, progress)
+    wall = time.perf_counter() - started
+    results: dict[int, Any] = {}
+    failure = next((s.error for s in states if s.error is not None), None)
+    for s in states:
+        if s.error is not None:
+            progress.print(f"[red]seed {s.seed}:[/] {s.error}")
+            continue
+        results[s.seed] = _result(plan, spec, s, wall, [x.seed for x in states], torch)
+    return results, failure
+
+
+def _result(plan: Any, spec: Any, s: _Seed, wall: float, together: list[int],
+            torch: Any) -> Any:
+    """The seed's RunResult, built as the runner's ``_run_seed`` builds it."""
+    from .api import FitResult
+    from .results import RunResult, provenance
+
+    config, method_cls, data, model = plan.config, plan.method_cls, s.data, s.model
+    info = data.info()
+    fitted = FitResult(s.best_epoch, s.epochs_run, s.stopped_early, s.best_score, s.history)
+    trainable, total = model.num_parameters(True), model.num_parameters(False)
+    test = s.context.evaluate(model, data["test"])
+    valid = s.context.evaluate(model, data["valid"])
+    device = s.context.device
+    metrics = s.context.metric_classes
+    for message in test.warnings:
+        s.context.progress.print(f"[yellow]warning (test metrics):[/] {message}")
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in test.metrics.items() if v is not None)
+    s.context.progress.print(f"seed {s.seed}: test {summary} (best epoch {fitted.best_epoch}, "
+                             "vectorised)")
+    return RunResult(
+        provenance=provenance(), method=spec.method, dataset=spec.dataset,
+        setting=plan.setting, variant=plan.variant, seed=s.seed,
+        synthetic=bool(data.meta.synthetic), convention=data.meta.convention,
+        dataset_title=data.meta.title, data_source=data.source, data_files=plan.data_files,
+        config=config,
+        config_hash=plan.hash, prediction_kind=method_cls.prediction_kind,
+        metrics={"test": test.metrics, "valid": valid.metrics},
+        heads={h: {"target": test.heads[h]["target"], "test": test.heads[h]["metrics"],
+                   "valid": valid.heads[h]["metrics"],
+                   "not_applicable": test.heads[h]["not_applicable"]} for h in test.heads},
+        overrides=plan.overrides,
+        prediction_summary={"positive_fraction": float((test.preds > 0).float().mean()),
+                            "std": float(test.preds.std()) if len(test.preds) > 1 else 0.0},
+        test_loss=test.loss, not_applicable=test.not_applicable,
+        metric_warnings=test.warnings, metric_info={c.key: c.info() for c in metrics},
+        split_sizes=data.sizes(), modalities=list(data.modalities),
+        feature_dims=info.feature_dims, labelled_train=s.labelled,
+        preprocessing={**plan.preprocessing, **s.labels_record},
+        parameters={"trainable": trainable, "total": total},
+        best_epoch=fitted.best_epoch, epochs_run=fitted.epochs_run,
+        stopped_early=fitted.stopped_early,
+        selection={"criterion": config["train"]["select"], "best_valid": fitted.best_score},
+        history=fitted.history, pretraining={}, wall_time_s=round(wall / len(together), 3),
+        device=str(device) if device.type == "cpu" else
+        f"{device} ({torch.cuda.get_device_name(device)})",
+        extra={"vectorized": {"seeds": together, "wall_time_s": round(wall, 3),
+                              "note": "trained with the other seeds of this run as one "
+                                      "stacked model (msabench.vectorized); wall_time_s is "
+                                      "this seed's share of the pass"}})
