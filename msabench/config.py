@@ -41,6 +41,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "select": "loss",      # validation criterion: "loss" or a metric key ("mae", "acc2_non0", ...)
     "eval_batch_size": 256,
     "device": "auto",      # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    "vectorize": False,    # train the run's seeds as one stacked model (docs/vectorize.md)
 }
 #: declared type and range of every ``train`` key: (kind, lower bound, bound inclusive)
 TRAIN_TYPES: dict[str, tuple] = {  # (kind, lower bound, inclusive[, upper bound])
@@ -48,6 +49,7 @@ TRAIN_TYPES: dict[str, tuple] = {  # (kind, lower bound, inclusive[, upper bound
     "weight_decay": ("float", 0, True), "patience": ("int", 0, True),
     "grad_clip": ("float", 0, True), "select": ("str", None, True),
     "eval_batch_size": ("int", 1, True), "device": ("device", None, True),
+    "vectorize": ("bool", None, True),
 }
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: every key of ``data``; the preprocessing keys are applied by :mod:`msabench.preprocess`
@@ -74,7 +76,7 @@ SECTIONS = ("train", "model", "pretrain", "data")
 #: identity, like ``data_dir``
 TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir", "model_dir")
 #: keys that do not change what is computed, so they do not change a run's identity
-NON_IDENTITY_KEYS = {("train", "device"), ("train", "eval_batch_size")}
+NON_IDENTITY_KEYS = {("train", "device"), ("train", "eval_batch_size"), ("train", "vectorize")}
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
