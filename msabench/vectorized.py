@@ -64,6 +64,8 @@ def refusal(plan: Any, spec: Any, seeds: list[int]) -> str | None:
     config = plan.config
     if len(seeds) < 2:
         return None if not seeds else "only one seed is left to train"
+    if not getattr(plan.method_cls, "vectorizable", False):
+        return f"method {spec.method} does not declare vectorizable = True"
     reason = plan.method_cls.vectorize_refusal(config)
     if reason:
         return reason

@@ -135,7 +135,8 @@ class Method(nn.Module):
     @classmethod
     def vectorize_refusal(cls, config: Mapping[str, Any]) -> str | None:
         """Why a run with the resolved ``config`` cannot train its seeds as one stacked model
-        (None: it can). Default: a reason unless :attr:`vectorizable`. Called on the class."""
+        (None: it can), for a method that declares :attr:`vectorizable` (the runner checks the
+        flag first). Default: a reason unless :attr:`vectorizable`. Called on the class."""
         if not cls.vectorizable:
             return f"method {cls.name} does not declare vectorizable = True"
         return None
