@@ -285,6 +285,16 @@ def _restack_optimizer(optimizer: Any, moved: dict[Any, Any], rows: list[int]) -
     return fresh
 
 
+def batch_tensors(batch: Any) -> dict[str, Any]:
+    """The tensors of one batch as the pytree the stacked forward reads."""
+    out = {"features": dict(batch.features), "lengths": dict(batch.lengths),
+           "label": batch.label, "labelled": batch.labelled, "unimodal": dict(batch.unimodal),
+           "extras": dict(batch.extras)}
+    if batch.index is not None:
+        out["index"] = batch.index
+    return out
+
+
 def stack_batches(batches: list[Any]) -> dict[str, Any]:
     """The tensors of K same-size batches stacked along a new first dimension (a pytree)."""
     import torch
@@ -323,6 +333,30 @@ def _clip_per_seed(params: list[Any], max_norm: float) -> None:
     coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(coef.reshape((-1,) + (1,) * (g.dim() - 1)))
+
+
+def _stacked_loss(stack: Stack, forward: Any, models: list[Any], split: Any,
+                  batch_size: int, device: Any) -> list[float]:
+    """Each stacked seed's loss on ``split`` as :func:`msabench.training.evaluate` computes
+    it (the mean of ``model.loss`` over the batches, weighted by batch size), in eval mode, in
+    one vmapped pass per batch (the batch is shared: ``in_dims`` None)."""
+    import torch
+    from torch.func import vmap
+
+    totals = [0.0] * len(models)
+    count = 0
+    with torch.no_grad(), stacked_forward():
+        for batch in split.batches(batch_size):
+            batch = batch.to(device)
+            ids = list(batch.ids)
+            outputs = vmap(lambda p, b, t: forward(p, b, t, ids), in_dims=(0, 0, None),
+                           randomness="different")(stack.params, stack.buffers,
+                                                   batch_tensors(batch))
+            for k, model in enumerate(models):
+                loss = model.loss({h: v[k] for h, v in outputs.items()}, batch)
+                totals[k] += float(loss) * len(batch)
+            count += len(batch)
+    return [t / max(count, 1) for t in totals]
 
 
 def fit_stacked(seeds: list[_Seed], recipe: Any, device: Any, progress: Any,
@@ -385,17 +419,29 @@ def fit_stacked(seeds: list[_Seed], recipe: Any, device: Any, progress: Any,
             seen += n
             for k, loss in enumerate(losses):
                 sums[k]["loss"] = sums[k].get("loss", 0.0) + float(loss.detach()) * n
+        valid_losses = None
+        valid = active[0].data["valid"]
+        if select == "loss" and all(s.data["valid"] is valid for s in active):
+            # one stacked pass over the shared validation split (the loss is all that
+            # selection needs); otherwise each seed's ordinary evaluation
+            base.eval()
+            valid_losses = _stacked_loss(stack, forward, [s.model for s in active], valid,
+                                         int(active[0].context.train.get("eval_batch_size",
+                                                                         256)), device)
         keep: list[int] = []
         for k, s in enumerate(active):
             if s.error is not None:
                 continue
             row: dict[str, Any] = {"epoch": epoch}
             row.update({f"train_{key}": v / max(seen, 1) for key, v in sums[k].items()})
-            val = s.context.evaluate(s.model, s.data["valid"])
-            score = {"loss": val.loss}
-            if select != "loss":
-                value = val.score(select)
-                score[select] = math.nan if value is None else value
+            if valid_losses is not None:
+                score = {"loss": valid_losses[k]}
+            else:
+                val = s.context.evaluate(s.model, s.data["valid"])
+                score = {"loss": val.loss}
+                if select != "loss":
+                    value = val.score(select)
+                    score[select] = math.nan if value is None else value
             row.update({f"valid_{key}": v for key, v in score.items()})
             value = row.get(f"valid_{select}")
             if value is None or (isinstance(value, float) and math.isnan(value)):
