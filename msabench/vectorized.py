@@ -235,6 +235,25 @@ class Stack:
             for n in self.buffer_names:
                 s.model.get_buffer(n).data = self.buffers[n][k]
 
+    def unstack_one(self, optimizer: Any) -> Any:
+        """The one seed left gets its own tensors and its own optimiser (the method's, with
+        the stacked optimiser's state of that seed): it trains as in a solo run from here."""
+        [s] = self.seeds
+        model = s.model
+        for n in self.names:
+            model.get_parameter(n).data = self.params[n].detach()[0].clone()
+        for n in self.buffer_names:
+            model.get_buffer(n).data = self.buffers[n][0].clone()
+        solo = model.configure_optimizer(s.context.train)
+        for n in self.names:
+            state = optimizer.state.get(self.params[n])
+            if state:
+                shape = self.params[n].shape
+                solo.state[model.get_parameter(n)] = {
+                    k: (v[0].clone() if hasattr(v, "shape") and v.dim() and v.shape == shape
+                        else v) for k, v in state.items()}
+        return solo
+
     def keep(self, rows: list[int]) -> dict[Any, Any]:
         """Keep only ``rows`` (positions of the active seeds); returns old -> new tensors."""
         import torch
@@ -373,6 +392,7 @@ def fit_stacked(seeds: list[_Seed], recipe: Any, device: Any, progress: Any,
     stack = Stack(seeds)
     base = seeds[0].model  # the module functional_call runs; every seed's weights are passed
     optimizer = _stacked_optimizer(base, stack, seeds[0].context.train)
+    solo = None  # the last seed's own optimiser once it trains alone
     select = recipe.select
     n_train = len(seeds[0].train)
     task = progress.task(f"  seeds {', '.join(str(s.seed) for s in seeds)} {name} "
@@ -391,11 +411,30 @@ def fit_stacked(seeds: list[_Seed], recipe: Any, device: Any, progress: Any,
         sums: list[dict[str, float]] = [{} for _ in active]
         seen = 0
         trainable = [p for p in stack.params.values() if p.requires_grad]
+        if solo is not None:  # one seed left: its own module, as the solo loop trains it
+            active[0].model.train()
+            trainable = [p for p in active[0].model.parameters() if p.requires_grad]
         for batches in seed_batches([s.train for s in active], recipe.batch_size,
                                     [s.generator for s in active]):
             if len(batches[0]) < 2 and n_train > 1:
                 continue  # as the solo loop: a lone leftover sample breaks BatchNorm
             batches = [b.to(device) for b in batches]
+            if solo is not None:
+                s, batch = active[0], batches[0]
+                solo.zero_grad(set_to_none=True)
+                loss, _ = s.model.training_step(batch)
+                try:
+                    _finite_or_raise(loss, f"seed {s.seed}: {name}", epoch)
+                except TrainingDiverged as exc:
+                    s.error = exc
+                    break
+                loss.backward()
+                if recipe.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(trainable, recipe.grad_clip)
+                solo.step()
+                seen += len(batch)
+                sums[0]["loss"] = sums[0].get("loss", 0.0) + float(loss.detach()) * len(batch)
+                continue
             tensors = stack_batches(batches)
             optimizer.zero_grad(set_to_none=True)
             ids = list(batches[0].ids)
@@ -421,7 +460,7 @@ def fit_stacked(seeds: list[_Seed], recipe: Any, device: Any, progress: Any,
                 sums[k]["loss"] = sums[k].get("loss", 0.0) + float(loss.detach()) * n
         valid_losses = None
         valid = active[0].data["valid"]
-        if select == "loss" and all(s.data["valid"] is valid for s in active):
+        if solo is None and select == "loss" and all(s.data["valid"] is valid for s in active):
             # one stacked pass over the shared validation split (the loss is all that
             # selection needs); otherwise each seed's ordinary evaluation
             base.eval()
@@ -464,9 +503,12 @@ def fit_stacked(seeds: list[_Seed], recipe: Any, device: Any, progress: Any,
         task.advance(1, status=f"{len(keep)} of {len(seeds)} seed(s) training")
         if not keep:
             break
-        if len(keep) < len(active):
+        if len(keep) < len(active) and solo is None:
             moved = stack.keep(keep)
             optimizer = _restack_optimizer(optimizer, moved, keep)
+            if len(keep) == 1:
+                # vmap over one seed only adds overhead: the last seed goes on alone
+                solo = stack.unstack_one(optimizer)
     for s in seeds:
         if s.best_state is not None:
             s.model.load_state_dict(s.best_state)

@@ -101,16 +101,17 @@ def test_each_seed_equals_its_solo_run(method, tmp_path):
 
 def test_early_stopping_and_clipping_per_seed(tmp_path):
     """Seeds stop at different epochs (the stack shrinks and carries the optimiser state of the
-    others); gradient clipping is per seed."""
+    others; the last seed goes on alone with its own optimiser); clipping is per seed."""
     seeds = [1, 2, 3, 4]
-    sets = ["model.dropout=0.0", "model.hidden=16", "train.lr=3e-2", "train.epochs=12",
-            "train.patience=2", "train.grad_clip=0.5"]
+    sets = ["model.dropout=0.0", "model.hidden=16", "train.lr=3e-3", "train.epochs=12",
+            "train.patience=1", "train.grad_clip=0.5"]
     solo = _run(tmp_path / "solo", "sf", seeds, sets, False)
     vec = _run(tmp_path / "vec", "sf", seeds, sets, True)
     for seed in seeds:
         _assert_same(solo[seed], vec[seed])
-    stops = {vec[s]["epochs_run"] for s in seeds}
-    assert len(stops) > 1 and min(stops) < 12, stops  # the test exercises a shrinking stack
+    stops = sorted(vec[s]["epochs_run"] for s in seeds)
+    # the test exercises a shrinking stack (measured: 9, 10, 10, 12) and a lone last seed
+    assert len(set(stops)) > 2 and stops[0] < 12 and stops[-1] > stops[-2], stops
 
 
 def test_each_seed_draws_its_own_solo_batches():
