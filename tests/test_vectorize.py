@@ -115,7 +115,7 @@ def test_early_stopping_and_clipping_per_seed(tmp_path):
 
 
 def test_each_seed_draws_its_own_solo_batches():
-    from msabench.vectorized import seed_batches
+    from msabench.stacking import seed_batches
     from msabench.api import SplitData
 
     n = 10
