@@ -77,23 +77,36 @@ def unrolled_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torc
     """``nn.LSTM`` (batch first, one direction, no projection) as a loop over steps whose state
     stops changing after each row's length: the final hidden state of the last layer, as a
     packed sequence gives. Works under ``torch.func.vmap`` (stacked weights, per-seed batches).
-    The inter-layer dropout applies in training mode, as ``nn.LSTM``'s."""
+    The inter-layer dropout applies in training mode, as ``nn.LSTM``'s. ``lengths`` must be
+    at least 1 (as :func:`lstm_final_hidden` clamps them)."""
     if lstm.bidirectional or lstm.proj_size or not lstm.batch_first:
         raise ValueError("unrolled_lstm supports batch-first, one-direction LSTMs without "
                          "projection")
     steps = x.shape[1]
     inputs = x
     h = x.new_zeros(x.shape[0], lstm.hidden_size)
+    if steps == 0:
+        return h
     for layer in range(lstm.num_layers):
         w_ih = getattr(lstm, f"weight_ih_l{layer}")
         w_hh = getattr(lstm, f"weight_hh_l{layer}")
-        pre = torch.matmul(inputs, w_ih.t())
+        # as a 2-D product: under vmap a (B, T, I) @ (I, 4H) with batched weights broadcasts
+        # the weights over B (measured: 19 ms instead of well under 1 ms per call)
+        pre = torch.matmul(inputs.reshape(-1, inputs.shape[-1]), w_ih.t())
+        pre = pre.reshape(inputs.shape[0], steps, -1)
         if lstm.bias:
             pre = pre + getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
-        h = x.new_zeros(x.shape[0], lstm.hidden_size)
-        c = x.new_zeros(x.shape[0], lstm.hidden_size)
         outs = []
         for t in range(steps):
+            if t == 0:
+                # zero initial state and every length >= 1: the first step needs neither the
+                # recurrent product nor the forget gate nor a mask (the same values, fewer ops:
+                # utterance-level inputs have one step)
+                i, f, g, o = pre[:, 0].chunk(4, dim=-1)
+                c = torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                outs.append(h)
+                continue
             gates = pre[:, t] + torch.matmul(h, w_hh.t())
             i, f, g, o = gates.chunk(4, dim=-1)
             c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
