@@ -44,7 +44,6 @@ class NotVectorizable(Exception):
     """Raised while setting up the stacked pass: the seeds fall back to the per-seed loop."""
 
 
-
 class Stack:
     """The stacked parameters and buffers of the active seeds; each seed's own module keeps
     views into them, so the ordinary evaluation of a seed sees its current weights."""
