@@ -43,6 +43,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "device": "auto",      # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     "save_checkpoint": False,  # write each seed's selected weights beside its result
                                # (seed-N.safetensors; --save-checkpoint/--no-save-checkpoint wins)
+    "vectorize": False,    # train the run's seeds as one stacked model (docs/vectorize.md)
 }
 #: declared type and range of every ``train`` key: (kind, lower bound, bound inclusive)
 TRAIN_TYPES: dict[str, tuple] = {  # (kind, lower bound, inclusive[, upper bound])
@@ -51,6 +52,7 @@ TRAIN_TYPES: dict[str, tuple] = {  # (kind, lower bound, inclusive[, upper bound
     "grad_clip": ("float", 0, True), "select": ("str", None, True),
     "eval_batch_size": ("int", 1, True), "device": ("device", None, True),
     "save_checkpoint": ("bool", None, True),
+    "vectorize": ("bool", None, True),
 }
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: every key of ``data``; the preprocessing keys are applied by :mod:`msabench.preprocess`
@@ -78,7 +80,7 @@ SECTIONS = ("train", "model", "pretrain", "data")
 TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir", "model_dir")
 #: keys that do not change what is computed, so they do not change a run's identity
 NON_IDENTITY_KEYS = {("train", "device"), ("train", "eval_batch_size"),
-                     ("train", "save_checkpoint")}
+                     ("train", "save_checkpoint"), ("train", "vectorize")}
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -134,6 +134,11 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
         with progress.live(), _sigterm_as_interrupt():
             seeds_task = progress.task(f"{spec.method} on {spec.dataset}/{plan.setting}",
                                        len(todo))
+            if plan.config["train"].get("vectorize"):  # several seeds in one pass
+                from .vectorized import run_vectorized
+
+                todo = run_vectorized(plan, spec, data, todo, registry, progress, outcomes,
+                                      seeds_task)
             for seed in todo:
                 path = result_path(spec.out, spec.dataset, plan.setting, spec.method,
                                    plan.variant, seed)

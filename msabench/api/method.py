@@ -100,6 +100,10 @@ class Method(nn.Module):
     prediction_kind: ClassVar[str] = "regression"
     requires_aligned: ClassVar[bool] = False
     requires_texts: ClassVar[bool] = False
+    #: the seeds of a run may train as one stacked model (``msabench run --vectorize``,
+    #: docs/vectorize.md): ``forward`` works under ``torch.func.vmap`` (no data-dependent
+    #: Python control flow inside :func:`msabench.vectorized.in_stacked_forward`)
+    vectorizable: ClassVar[bool] = False
     heads: dict[str, str] = {"pred": "label"}
     #: the modalities left out of the fusion now (set by :meth:`without`, read by ``forward``)
     absent: frozenset[str] = frozenset()
@@ -161,6 +165,15 @@ class Method(nn.Module):
             yield
         finally:
             self.absent = previous
+
+    @classmethod
+    def vectorize_refusal(cls, config: Mapping[str, Any]) -> str | None:
+        """Why a run with the resolved ``config`` cannot train its seeds as one stacked model
+        (None: it can), for a method that declares :attr:`vectorizable` (the runner checks the
+        flag first). Default: a reason unless :attr:`vectorizable`. Called on the class."""
+        if not cls.vectorizable:
+            return f"method {cls.name} does not declare vectorizable = True"
+        return None
 
     def frozen(self) -> list[nn.Module]:
         """Sub-modules kept in eval mode and unchanged by supervised training (default none)."""

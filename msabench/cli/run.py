@@ -101,6 +101,10 @@ def run_command(
     tracker: Annotated[Optional[list[str]], typer.Option(
         help="send each seed's config, history and metrics to a registered tracker, e.g. "
              "mlflow (repeatable; also $MSABENCH_TRACKERS)")] = None,
+    vectorize: Annotated[bool, typer.Option(
+        "--vectorize", help="train the seeds as one stacked model (torch.func.vmap) in one "
+                            "pass; methods without support train seed by seed "
+                            "(= --set train.vectorize=true; docs/vectorize.md)")] = False,
     force: Annotated[bool, typer.Option("--force", help="re-run seeds whose result file exists")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
 ) -> None:
@@ -124,6 +128,8 @@ def run_command(
     if max_length is not None:
         data["max_length"] = int(max_length)
     overrides = deep_merge(parse_overrides(set_ or []), {"data": data} if data else {})
+    if vectorize:
+        overrides = deep_merge(overrides, {"train": {"vectorize": True}})
     file_cfg = load_config_file(config) if config else {}
     from ..models import resolve_model_dir, use_model_dir
 

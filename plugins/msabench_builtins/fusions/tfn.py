@@ -29,10 +29,11 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from msabench.api import ComponentMeta, Fusion, masked_mean
 from msabench.errors import ConfigError
+
+from ..nn import lstm_final_hidden
 
 
 class FusionParamError(ConfigError, ValueError):
@@ -67,10 +68,8 @@ class LSTMSubNet(nn.Module):
         self.out_dim = out_size
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask.sum(1).clamp_min(1).cpu()
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        _, (h_n, _) = self.rnn(packed)
-        return self.linear(self.drop(h_n[-1]))
+        # packed LSTM; an unrolled one inside a vectorised run's stacked forward (builtins nn.py)
+        return self.linear(self.drop(lstm_final_hidden(self.rnn, x, mask.sum(1))))
 
 
 def _per_modality(params: Mapping[str, Any], key: str, modalities: list[str], fusion: str,

@@ -30,10 +30,11 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method
 from msabench.errors import ConfigError, DataError
+
+from ..nn import lstm_final_hidden
 
 from .tfn import MMSA_DATASETS
 
@@ -77,6 +78,14 @@ class EFLSTM(Method):
     }
     dataset_defaults = {ours: _sections(_MMSA[theirs]) for ours, theirs in MMSA_DATASETS.items()}
     requires_aligned = True
+    vectorizable = True  # not with model.norm = "feature" (vectorize_refusal)
+
+    @classmethod
+    def vectorize_refusal(cls, config: Mapping[str, Any]) -> str | None:
+        if str(config["model"].get("norm")) == "feature":
+            return ("ef-lstm with model.norm = 'feature' normalises a data-dependent set of "
+                    "steps (boolean indexing), which torch.func.vmap cannot batch")
+        return None
 
     def __init__(self, info: DataInfo, config: Mapping[str, Any], components: Components) -> None:
         super().__init__(info, config, components)
@@ -143,9 +152,7 @@ class EFLSTM(Method):
             normed = torch.zeros_like(x)
             normed[valid] = self.norm(x[valid])
             x = normed
-        packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        _, (h_n, _) = self.lstm(packed)
-        h = self.drop(h_n[-1])
+        # packed LSTM; an unrolled one inside a vectorised run's stacked forward (builtins nn.py)
+        h = self.drop(lstm_final_hidden(self.lstm, x, lengths))
         h = self.drop(torch.relu(self.linear(h)))
         return {"pred": self.out(h).squeeze(-1)}

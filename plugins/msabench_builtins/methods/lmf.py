@@ -62,6 +62,7 @@ class LMF(ComposedMethod):
     """LMF: unimodal subnets, modality-specific low-rank factors, raw scalar output."""
 
     name = "lmf"
+    vectorizable = True
     meta = ComponentMeta(
         summary="LMF (Liu et al. 2018), MMSA defaults",
         paper="Liu et al., Efficient Low-rank Multimodal Fusion with Modality-Specific "

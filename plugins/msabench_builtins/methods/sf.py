@@ -14,11 +14,15 @@ from torch import nn
 
 from msabench.api import ComponentMeta, Components, ComposedMethod, DataInfo
 
+#: fusions checked to work in a vectorised run's stacked forward (tests/test_vectorize.py)
+VECTORIZABLE_FUSIONS = ("concat", "tfn", "lmf")
+
 
 class SF(ComposedMethod):
     """Shallow (late) fusion: pooled unimodal features -> fusion -> MLP -> sentiment score."""
 
     name = "sf"
+    vectorizable = True  # with the fusions in VECTORIZABLE_FUSIONS (vectorize_refusal)
     meta = ComponentMeta(
         summary="SF baseline: pooled features per modality, fusion, MLP regressor",
         defaults_source="msabench choice: L1 loss, Adam 1e-3, batch 32, early stop 8 as in "
@@ -56,3 +60,11 @@ class SF(ComposedMethod):
             for m in self.absent:
                 fused[:, slices[m]] = self.norm.running_mean[slices[m]].to(fused.dtype)
         return {"pred": self.mlp(self.norm(fused)).squeeze(-1), "fused": fused}
+
+    @classmethod
+    def vectorize_refusal(cls, config: Mapping[str, Any]) -> str | None:
+        fusion = str(config["model"].get("fusion"))
+        if fusion not in VECTORIZABLE_FUSIONS:
+            return (f"sf with fusion {fusion!r}: only {', '.join(VECTORIZABLE_FUSIONS)} are "
+                    "checked to run under torch.func.vmap")
+        return None

@@ -72,6 +72,7 @@ class TFN(ComposedMethod):
     """TFN: tensor fusion of unimodal subnets, post-fusion MLP, sigmoid scaled to the labels."""
 
     name = "tfn"
+    vectorizable = True
     meta = ComponentMeta(
         summary="TFN (Zadeh et al. 2017), MMSA defaults",
         paper="Zadeh et al., Tensor Fusion Network for Multimodal Sentiment Analysis, EMNLP 2017",

@@ -44,6 +44,7 @@ from torch import nn
 from msabench.api import Batch, ComponentMeta, Components, DataInfo, Method
 from msabench.api.fusion import masked_mean
 from msabench.errors import ConfigError
+from msabench.vectorized import in_stacked_forward
 
 PAPER = ("Enhancing Multi-Modal Video Sentiment Classification Through Semi-Supervised "
          "Clustering (2025; seeds 000/001)")
@@ -87,15 +88,21 @@ class ModalityEncoder(nn.Module):
         # them changes no output beyond float rounding (padded keys are masked, the mean skips
         # padded steps) but
         # saves the work, e.g. utterance-level features padded to data.max_length = 30
-        longest = int(mask.sum(1).max()) if mask.numel() else 0
-        if 0 < longest < x.shape[1]:
-            x, mask = x[:, :longest], mask[:, :longest]
         # a sample with no valid step would make every attention row -inf (NaN); let it attend
         # to its first (zero-padded) step instead, its pooled vector is then that step's output
-        empty = ~mask.any(1)
-        if bool(empty.any()):
-            mask = mask.clone()
-            mask[empty, 0] = True
+        if in_stacked_forward():
+            # a vectorised run's stacked forward (msabench.vectorized): no data-dependent
+            # Python control flow; the same mask without trimming (equal up to float rounding)
+            first = mask[:, :1] | ~mask.any(1, keepdim=True)
+            mask = torch.cat([first, mask[:, 1:]], dim=1)
+        else:
+            longest = int(mask.sum(1).max()) if mask.numel() else 0
+            if 0 < longest < x.shape[1]:
+                x, mask = x[:, :longest], mask[:, :longest]
+            empty = ~mask.any(1)
+            if bool(empty.any()):
+                mask = mask.clone()
+                mask[empty, 0] = True
         h = self.encoder(self.positions(self.proj(x)), src_key_padding_mask=~mask)
         return masked_mean(h, mask)
 
@@ -138,6 +145,7 @@ class TransformerClassifier(Method):
     """Per-modality transformer encoders, concatenation, FC-BN-ReLU-Dropout head to one logit."""
 
     name = "transformer"
+    vectorizable = True
     prediction_kind = "probability-mapped"
     meta = ComponentMeta(
         summary="dec-semi paper's transformer classifier (no pretraining), binary BCE",
