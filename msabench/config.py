@@ -80,6 +80,10 @@ TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir", "model_dir")
 #: batches): left out of a run's identity while at the default, so older results keep their
 #: config hash. The resolved precision of a run is recorded in its result file.
 NEUTRAL_TRAIN_KEYS = ("precision", "bucket_by_length")
+#: model keys (of any method that declares them) whose default reproduces what ran before they
+#: existed: left out of the identity at that default. ``pad_to`` (mag-bert): None = pad each
+#: batch to its longest input, as before; a number is a new variant
+NEUTRAL_MODEL_KEYS: dict[str, Any] = {"pad_to": None}
 #: keys that do not change what is computed, so they do not change a run's identity
 NON_IDENTITY_KEYS = {("train", "device"), ("train", "eval_batch_size")}
 
@@ -277,6 +281,10 @@ def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
     for key in NEUTRAL_TRAIN_KEYS:
         if key in train and train[key] == TRAIN_DEFAULTS[key]:
             del train[key]
+    model = out.get("model", {})
+    for key, default in NEUTRAL_MODEL_KEYS.items():
+        if key in model and model[key] == default:
+            del model[key]
     return out
 
 

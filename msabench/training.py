@@ -173,7 +173,8 @@ def fit(module: nn.Module, train: SplitData, valid: SplitData | None = None, *, 
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         name: str = "train", precision: str = "fp32") -> FitResult:
     """The shared loop (documented on :meth:`msabench.api.RunContext.fit`). ``step`` runs
-    under ``precision``'s autocast (:mod:`msabench.precision`), the backward pass outside it."""
+    under ``precision``'s autocast (:mod:`msabench.precision`), the backward pass outside it;
+    ``recipe.bucket_by_length`` batches samples of similar length (:mod:`msabench.bucketing`)."""
     if recipe.epochs < 0 or recipe.batch_size < 1:
         raise ConfigError(f"{name}: epochs ({recipe.epochs}) must be >= 0 and batch size "
                           f"({recipe.batch_size}) >= 1")
@@ -184,6 +185,11 @@ def fit(module: nn.Module, train: SplitData, valid: SplitData | None = None, *, 
     for m in frozen:
         m.requires_grad_(False)
     params = [p for p in module.parameters() if p.requires_grad and id(p) not in frozen_ids]
+    lengths = None
+    if recipe.bucket_by_length:
+        from .bucketing import sample_lengths
+
+        lengths = sample_lengths(module, train)
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
     best_score, best_epoch, epoch, stopped_early = math.nan, 0, 0, False
@@ -196,7 +202,13 @@ def fit(module: nn.Module, train: SplitData, valid: SplitData | None = None, *, 
             m.eval()
         sums: dict[str, float] = {}
         seen = 0
-        for batch in train.batches(recipe.batch_size, shuffle=True, generator=generator):
+        if lengths is None:
+            batches = train.batches(recipe.batch_size, shuffle=True, generator=generator)
+        else:
+            from .bucketing import bucketed_batches
+
+            batches = bucketed_batches(train, recipe.batch_size, lengths, generator)
+        for batch in batches:
             if len(batch) < 2 and len(train) > 1:
                 continue  # a lone leftover sample breaks BatchNorm; it is seen in other epochs
             batch = batch.to(device)
