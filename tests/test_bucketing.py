@@ -196,3 +196,24 @@ def test_mag_bert_pad_to_default_keeps_the_config_hash():
     assert cfg.config_hash(before) == cfg.config_hash(config)
     assert cfg.config_hash(cfg.resolve(MAGBert, "mosi", {"model": {"pad_to": 50}})) \
         != cfg.config_hash(config)
+
+
+def test_boost_mtl_buckets_by_its_text_encoder_word_pieces(tiny_bert):  # noqa: F811
+    pytest.importorskip("av", reason="the boost-mtl test helpers generate media with PyAV")
+    from tests.test_boost_mtl import FEATURES, _context, _data, _method
+
+    data = _data()
+    model = _method(data, mode="joint", encoders={
+        **FEATURES, "text": {"extractor": "hf-text", "options": {"model": str(tiny_bert),
+                                                                 "max_length": 12}}})
+    train = data["train"]
+    lengths = model.sample_lengths(train)
+    mask = model.branches["text"].extractor.prepare(list(train.texts))["attention_mask"]
+    assert lengths.tolist() == mask.sum(-1).tolist()
+    assert _method(data, mode="joint").sample_lengths(train) is None   # no hf-text: default
+    from msabench.training import fit_method
+
+    context = _context(data, epochs=1, bucket_by_length=True)
+    model.context = context
+    fitted = fit_method(model, train, data["valid"], context)
+    assert fitted.epochs_run == 1
