@@ -44,6 +44,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "save_checkpoint": False,  # write each seed's selected weights beside its result
                                # (seed-N.safetensors; --save-checkpoint/--no-save-checkpoint wins)
     "vectorize": False,    # train the run's seeds as one stacked model (docs/vectorize.md)
+    "precision": "auto",   # "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32", "bf16"
+    "bucket_by_length": False,  # batches of similar-length samples (msabench.training)
 }
 #: declared type and range of every ``train`` key: (kind, lower bound, bound inclusive)
 TRAIN_TYPES: dict[str, tuple] = {  # (kind, lower bound, inclusive[, upper bound])
@@ -53,6 +55,7 @@ TRAIN_TYPES: dict[str, tuple] = {  # (kind, lower bound, inclusive[, upper bound
     "eval_batch_size": ("int", 1, True), "device": ("device", None, True),
     "save_checkpoint": ("bool", None, True),
     "vectorize": ("bool", None, True),
+    "precision": ("precision", None, True), "bucket_by_length": ("bool", None, True),
 }
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: every key of ``data``; the preprocessing keys are applied by :mod:`msabench.preprocess`
@@ -78,6 +81,14 @@ SECTIONS = ("train", "model", "pretrain", "data")
 #: ``model_dir``: where downloaded checkpoints live (msabench.models); not part of a run's
 #: identity, like ``data_dir``
 TOP_LEVEL_KEYS = ("method", "dataset", "seeds", "tag", "data_dir", "model_dir")
+#: train keys whose default reproduces what ran before they existed (fp32 on CPU, unbucketed
+#: batches): left out of a run's identity while at the default, so older results keep their
+#: config hash. The resolved precision of a run is recorded in its result file.
+NEUTRAL_TRAIN_KEYS = ("precision", "bucket_by_length")
+#: model keys (of any method that declares them) whose default reproduces what ran before they
+#: existed: left out of the identity at that default. ``pad_to`` (mag-bert): None = pad each
+#: batch to its longest input, as before; a number is a new variant
+NEUTRAL_MODEL_KEYS: dict[str, Any] = {"pad_to": None}
 #: keys that do not change what is computed, so they do not change a run's identity
 NON_IDENTITY_KEYS = {("train", "device"), ("train", "eval_batch_size"),
                      ("train", "save_checkpoint"), ("train", "vectorize")}
@@ -161,7 +172,8 @@ def method_defaults(method_cls: Any, dataset: str) -> dict[str, Any]:
 
 def _kind_name(kind: str) -> str:
     return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-            "list": "a list", "dict": "a table", "device": "auto, cpu, cuda or cuda:N"}[kind]
+            "list": "a list", "dict": "a table", "device": "auto, cpu, cuda or cuda:N",
+            "precision": "one of auto, fp32, bf16"}[kind]
 
 
 def _kind_of(default: Any) -> str | None:
@@ -193,7 +205,8 @@ def check_value(name: str, value: Any, kind: str | None, lower: float | None = N
           "str": lambda v: isinstance(v, str),
           "list": lambda v: isinstance(v, (list, tuple)),
           "dict": lambda v: isinstance(v, Mapping),
-          "device": lambda v: isinstance(v, str) and bool(_DEVICE.match(v))}[kind](value)
+          "device": lambda v: isinstance(v, str) and bool(_DEVICE.match(v)),
+          "precision": lambda v: v in ("auto", "fp32", "bf16")}[kind](value)
     prefix = f"{where}: " if where else ""
     if not ok:
         hint = f" (numbers go without quotes: --set {name}=<number>)" if kind in (
@@ -270,6 +283,14 @@ def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
     for key in NEUTRAL_DATA_KEYS:
         if key in data and data[key] == DATA_DEFAULTS[key]:
             del data[key]
+    train = out.get("train", {})
+    for key in NEUTRAL_TRAIN_KEYS:
+        if key in train and train[key] == TRAIN_DEFAULTS[key]:
+            del train[key]
+    model = out.get("model", {})
+    for key, default in NEUTRAL_MODEL_KEYS.items():
+        if key in model and model[key] == default:
+            del model[key]
     return out
 
 

@@ -92,6 +92,9 @@ class RunResult:
     #: "config_hash", "tensors", "bytes"}`` (msabench.checkpoints); empty (and not written)
     #: when none was saved
     checkpoint: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the precision the loop ran in (``train.precision`` resolved on the device: "fp32" or
+    #: "bf16"); empty (and not written) in results made before it was recorded (all fp32)
+    precision: str = ""
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -136,7 +139,7 @@ class RunResult:
 
 
 #: fields added after schema 2 that are left out of a file when empty (older files stay valid)
-OPTIONAL_KEYS = ("checkpoint",)
+OPTIONAL_KEYS = ("checkpoint", "precision")
 
 _FIX = "fix or delete the file and re-run that seed (or restore it from git)"
 _TYPES = {"schema_version": int, "seed": int, "method": str, "dataset": str, "setting": str,

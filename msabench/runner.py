@@ -391,7 +391,7 @@ def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registr
         stopped_early=fitted.stopped_early,
         selection={"criterion": config["train"]["select"], "best_valid": fitted.best_score},
         history=fitted.history, pretraining=pretraining, wall_time_s=round(wall, 3),
-        checkpoint=checkpoint,
+        checkpoint=checkpoint, precision=context.precision,
         device=str(device) if device.type == "cpu" else
         f"{device} ({torch.cuda.get_device_name(device)})")
 

@@ -22,6 +22,7 @@ from .api import (Batch, Evaluation, FitResult, Method, Metric, Recipe, RunConte
                   SplitData)
 from .api.context import EpochHook, ScoreFn, StepFn
 from .errors import ConfigError, TrainingDiverged
+from .precision import autocast_context, precision_notice, resolve_precision
 
 
 def seed_everything(seed: int) -> None:
@@ -103,18 +104,28 @@ def _targets(split: SplitData, target: str) -> torch.Tensor | None:
     return split.labels if target == "label" else split.unimodal.get(target)
 
 
+def _fp32(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The outputs with floating tensors in float32 (bf16 autocast leaves some in bfloat16)."""
+    return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+            for k, v in outputs.items()}
+
+
 @torch.no_grad()
 def evaluate(model: Method, split: SplitData, metric_classes: Sequence[type[Metric]],
-             batch_size: int, device: torch.device) -> Evaluation:
+             batch_size: int, device: torch.device, precision: str = "fp32") -> Evaluation:
     """Loss and every head's metrics. A head whose target the split lacks (no unimodal labels)
-    is skipped; rows whose target is NaN (hidden) are left out of that head's metrics."""
+    is skipped; rows whose target is NaN (hidden) are left out of that head's metrics. The
+    forward pass runs in ``precision`` (:mod:`msabench.precision`); the loss and the metrics
+    are computed from float32 outputs."""
     model.eval()
     heads = model.check_heads()
     outs: dict[str, list[torch.Tensor]] = {h: [] for h in heads}
     total, count = 0.0, 0
     for batch in split.batches(batch_size):
         batch = batch.to(device)
-        outputs = model(batch)
+        with autocast_context(device, precision):
+            outputs = model(batch)
+        outputs = _fp32(outputs)
         total += float(model.loss(outputs, batch)) * len(batch)
         count += len(batch)
         for head in heads:
@@ -168,8 +179,10 @@ def fit(module: nn.Module, train: SplitData, valid: SplitData | None = None, *, 
         frozen: Sequence[nn.Module] = (), generator: torch.Generator | None = None,
         before_epoch: EpochHook | None = None, after_epoch: EpochHook | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        name: str = "train") -> FitResult:
-    """The shared loop (documented on :meth:`msabench.api.RunContext.fit`)."""
+        name: str = "train", precision: str = "fp32") -> FitResult:
+    """The shared loop (documented on :meth:`msabench.api.RunContext.fit`). ``step`` runs
+    under ``precision``'s autocast (:mod:`msabench.precision`), the backward pass outside it;
+    ``recipe.bucket_by_length`` batches samples of similar length (:mod:`msabench.bucketing`)."""
     if recipe.epochs < 0 or recipe.batch_size < 1:
         raise ConfigError(f"{name}: epochs ({recipe.epochs}) must be >= 0 and batch size "
                           f"({recipe.batch_size}) >= 1")
@@ -180,6 +193,11 @@ def fit(module: nn.Module, train: SplitData, valid: SplitData | None = None, *, 
     for m in frozen:
         m.requires_grad_(False)
     params = [p for p in module.parameters() if p.requires_grad and id(p) not in frozen_ids]
+    lengths = None
+    if recipe.bucket_by_length:
+        from .bucketing import sample_lengths
+
+        lengths = sample_lengths(module, train)
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
     best_score, best_epoch, epoch, stopped_early = math.nan, 0, 0, False
@@ -192,12 +210,20 @@ def fit(module: nn.Module, train: SplitData, valid: SplitData | None = None, *, 
             m.eval()
         sums: dict[str, float] = {}
         seen = 0
-        for batch in train.batches(recipe.batch_size, shuffle=True, generator=generator):
+        if lengths is None:
+            batches = train.batches(recipe.batch_size, shuffle=True, generator=generator)
+        else:
+            from .bucketing import bucketed_batches
+
+            batches = bucketed_batches(train, recipe.batch_size, lengths, generator)
+        for batch in batches:
             if len(batch) < 2 and len(train) > 1:
                 continue  # a lone leftover sample breaks BatchNorm; it is seen in other epochs
             batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss, logs = step(batch)
+            with autocast_context(device, precision):
+                loss, logs = step(batch)
+            loss = loss.float()
             _finite_or_raise(loss, name, epoch)
             loss.backward()
             if recipe.grad_clip > 0:
@@ -260,7 +286,8 @@ def selection_direction(select: str, metric_classes: Sequence[type[Metric]],
 
 
 class LoopContext(RunContext):
-    """The runner's :class:`RunContext`: the shared loop on the run's device and metrics.
+    """The runner's :class:`RunContext`: the shared loop on the run's device and metrics, in
+    the run's precision (``train.precision`` resolved on the device: :attr:`precision`).
 
     ``on_epoch(stage, row)``, when set (the runner sets the run's trackers), receives each
     epoch's history row as soon as the epoch ends; ``stage`` is ``"train"`` for the
@@ -269,6 +296,18 @@ class LoopContext(RunContext):
 
     on_epoch: Callable[[str, dict[str, Any]], None] | None = None
     stage: str | None = None
+    _precision: str | None = None
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` or ``"bf16"``: ``train.precision`` on this device; prints a notice once
+        when the combination is slow (bf16 on a CPU without bf16 instructions)."""
+        if self._precision is None:
+            self._precision = resolve_precision(self.device, self.train.get("precision", "auto"))
+            notice = precision_notice(self.device, self._precision)
+            if notice:
+                self.progress.print(f"[yellow]note:[/] {notice}")
+        return self._precision
 
     def fit(self, module: nn.Module, train: SplitData, valid: SplitData | None = None, *,
             step: StepFn, optimizer: torch.optim.Optimizer, recipe: Recipe,
@@ -289,7 +328,8 @@ class LoopContext(RunContext):
         result = fit(module, train, valid, step=step, optimizer=optimizer, recipe=recipe,
                      device=self.device, seed=self.seed, score=score, schedule=schedule,
                      frozen=frozen, generator=generator, before_epoch=before_epoch,
-                     after_epoch=after_epoch, on_epoch=on_epoch, name=name)
+                     after_epoch=after_epoch, on_epoch=on_epoch, name=name,
+                     precision=self.precision)
         if recipe.select is not None:
             task.done(f"best {recipe.select} {result.best_score:.4f} @ epoch "
                       f"{result.best_epoch}" + (f", stopped early at {result.epochs_run}"
@@ -301,7 +341,7 @@ class LoopContext(RunContext):
     def evaluate(self, model: Method, split: SplitData,
                  batch_size: int | None = None) -> Evaluation:
         bs = int(batch_size or self.train.get("eval_batch_size", 256))
-        return evaluate(model, split, self.metric_classes, bs, self.device)
+        return evaluate(model, split, self.metric_classes, bs, self.device, self.precision)
 
 
 def stage_name(pretrainer: str | None, fit_name: str) -> str:

@@ -76,6 +76,15 @@ def refusal(plan: Any, spec: Any, seeds: list[int]) -> str | None:
         return f"pretraining stages ({', '.join(config['pretrain']['stages'])}) train per seed"
     if plan.method_cls.requires_texts:
         return f"method {spec.method} reads raw transcripts, which cannot be stacked"
+    if config["train"].get("bucket_by_length"):
+        return ("train.bucket_by_length batches each seed's samples by length, which cannot "
+                "be stacked")
+    from .precision import resolve_precision
+    from .training import pick_device
+
+    wanted = config["train"].get("precision", "auto")
+    if resolve_precision(pick_device(config["train"].get("device", "auto")), wanted) != "fp32":
+        return f"the stacked loop runs in fp32 only (train.precision = {wanted!r} is bf16 here)"
     if config["train"].get("save_checkpoint"):  # the flag or the config key (plan applied it)
         return ("checkpoints (train.save_checkpoint / --save-checkpoint) are written by the "
                 "per-seed loop")
@@ -282,6 +291,7 @@ def _result(plan: Any, spec: Any, s: _Seed, wall: float, together: list[int],
         history=fitted.history, pretraining={}, wall_time_s=round(wall / len(together), 3),
         device=str(device) if device.type == "cpu" else
         f"{device} ({torch.cuda.get_device_name(device)})",
+        precision="fp32",  # refusal() sends anything else to the per-seed loop
         extra={"vectorized": {"seeds": together, "wall_time_s": round(wall, 3),
                               "note": "trained with the other seeds of this run as one "
                                       "stacked model (msabench.vectorized); wall_time_s is "

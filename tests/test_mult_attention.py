@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import msabench_builtins.fusions._transformer as tr
 import msabench_builtins.fusions.mult as mult_module
+from msabench.errors import ConfigError
 from msabench_builtins.precision import autocast_context, resolve_precision
 from tests.test_baselines_mult import NO_DROPOUT, _fusion, _inputs
 
@@ -227,7 +228,7 @@ def test_precision_helper():
     assert resolve_precision("cuda", "fp32") == "fp32"
     if not torch.cuda.is_available():
         assert resolve_precision("cuda", "auto") == "fp32"
-    with pytest.raises(ValueError, match="precision"):
+    with pytest.raises(ConfigError, match="train.precision='fp16'"):
         resolve_precision("cpu", "fp16")
     f = _fusion(attn_dropout=0.2).eval()
     feats, masks, _ = _inputs()

@@ -199,6 +199,17 @@ def test_checkpoints_from_the_config_key_fall_back_to_seed_by_seed(tmp_path):
     assert len(list(tmp_path.rglob("seed-*.safetensors"))) == 2
 
 
+@pytest.mark.parametrize("setting, says", [
+    ('train.precision="bf16"', "fp32 only"),
+    ("train.bucket_by_length=true", "bucket_by_length"),
+])
+def test_bf16_and_bucketing_fall_back_to_seed_by_seed(setting, says, tmp_path):
+    notes = Notes()
+    res = _run(tmp_path, "sf", [1, 2], ["train.epochs=1", setting], True, notes)
+    assert any("--vectorize:" in line and says in line for line in notes.lines), notes.lines
+    assert all("vectorized" not in r for r in res.values())
+
+
 def test_resume_skips_finished_seeds_and_the_hash_ignores_vectorize(tmp_path):
     sets = ["model.dropout=0.0", "train.epochs=1"]
     first = _run(tmp_path, "sf", [1, 2], sets, True)

@@ -83,7 +83,9 @@ class Recipe:
     otherwise the name of the score returned by ``score`` (history key ``valid_<select>``)
     whose best value picks the epoch, ``higher_is_better`` its direction. ``patience``: stop
     after that many epochs without improvement (0 = never). ``grad_clip``: max gradient norm
-    (0 = off)."""
+    (0 = off). ``bucket_by_length``: training batches of samples of similar length (fewer pad
+    tokens per batch; :func:`msabench.training.bucketed_batches`), False = plain shuffled
+    batches."""
 
     epochs: int
     batch_size: int
@@ -91,6 +93,7 @@ class Recipe:
     grad_clip: float = 0.0
     select: str | None = "loss"
     higher_is_better: bool = False
+    bucket_by_length: bool = False
 
     @classmethod
     def from_train(cls, train: Mapping[str, Any], **overrides: Any) -> "Recipe":
@@ -98,7 +101,8 @@ class Recipe:
         caller, which knows the metrics)."""
         values = dict(epochs=int(train["epochs"]), batch_size=int(train["batch_size"]),
                       patience=int(train["patience"]), grad_clip=float(train["grad_clip"]),
-                      select=str(train["select"]))
+                      select=str(train["select"]),
+                      bucket_by_length=bool(train.get("bucket_by_length", False)))
         values.update(overrides)
         return cls(**values)
 

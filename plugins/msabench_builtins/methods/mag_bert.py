@@ -26,8 +26,12 @@ A modality the data lacks (``utt-clean`` has no vision) loses its gate term
 (``missing_modality = "drop"``, default) or is fed zeros of size ``zero_dims[m]``
 (``"zeros"``: the original architecture on an all-zero input). Unaligned sequences are refused:
 MAG needs one vector per token (``requires_aligned``). Batches are padded to their longest
-tokenisation rather than always to ``max_length``; with the attention mask the outputs are the
-same.
+tokenisation rather than always to ``max_length`` (the released driver pads every input to
+``max_seq_length`` = 50); with the attention mask the outputs are the same up to float
+rounding. ``model.pad_to = N`` pads every batch to at least N tokens (``pad_to = 50`` is the
+released layout, kept to measure what dynamic padding saves); ``train.bucket_by_length = true``
+batches transcripts of similar token counts together (:meth:`MAGBert.sample_lengths`), so
+batches also pad less within an epoch.
 
 Recipe [code: multimodal_driver.py argparse defaults]: MSE loss, AdamW lr 1e-5 with weight
 decay 0.01 except biases and LayerNorm weights (eps 1e-6, transformers' AdamW default), batch
@@ -97,6 +101,7 @@ class MAGBert(Method):
             "head_dropout": None,           # None = the encoder's hidden_dropout_prob (0.1)
             "pooling": "pooler",            # "pooler" or "cls"
             "max_length": 50,               # tokens incl. [CLS]/[SEP] (words/utterance modes)
+            "pad_to": None,                 # None = pad each batch to its longest; N = >= N
             "input_mode": "auto",           # auto, text_bert, words, utterance
             "missing_modality": "drop",     # "drop" the gate term or feed "zeros"
             "zero_dims": {"audio": 74, "vision": 47},
@@ -136,6 +141,7 @@ class MAGBert(Method):
             if cfg["missing_modality"] == "zeros" else {}
         self.mode = self._pick_mode(info, cfg["input_mode"])
         self.max_length = int(cfg["max_length"])
+        self.pad_to = None if cfg["pad_to"] is None else int(cfg["pad_to"])
         dims = {m: info.feature_dims[m] for m in self.present}
         dims.update(self.zeroed)
         self.fusion = components.fusion(
@@ -173,6 +179,10 @@ class MAGBert(Method):
         if isinstance(n, bool) or not isinstance(n, int) or n < 3:
             raise ConfigError(f"mag-bert: model.max_length must be an integer >= 3 "
                               f"([CLS], one token, [SEP]), got {n!r}")
+        p = cfg["pad_to"]
+        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1):
+            raise ConfigError(f"mag-bert: model.pad_to must be a positive integer (pad every "
+                              f"batch to at least that many tokens) or unset, got {p!r}")
         w = cfg["warmup_proportion"]
         if not isinstance(w, (int, float)) or not 0 <= w <= 1:
             raise ConfigError(f"mag-bert: model.warmup_proportion must lie in [0, 1], got {w!r}")
@@ -268,11 +278,13 @@ class MAGBert(Method):
 
     def tokenize(self, texts: list[str], device: torch.device | str = "cpu"
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``tokens`` (B, 3, L) (ids, mask, types; padded to the longest), ``index`` (B, L)
-        (the audio/vision step each token takes, -1 for special tokens and padding) and
-        ``words`` (B,) (words per transcript)."""
+        """``tokens`` (B, 3, L) (ids, mask, types; padded to the longest, or to ``pad_to``),
+        ``index`` (B, L) (the audio/vision step each token takes, -1 for special tokens and
+        padding) and ``words`` (B,) (words per transcript)."""
         encoded = [self._encode(t) for t in texts]
         length = max(len(e[0]) for e in encoded)
+        if self.pad_to is not None:
+            length = max(length, self.pad_to)
         pad = self.fusion.tokenizer.pad_token_id or 0
         tokens = torch.zeros(len(texts), 3, length, dtype=torch.long)
         tokens[:, 0] = pad
@@ -285,6 +297,14 @@ class MAGBert(Method):
             index[i, :n] = torch.tensor(idx)
         words = torch.tensor([e[3] for e in encoded], dtype=torch.long)
         return tokens.to(device), index.to(device), words.to(device)
+
+    def sample_lengths(self, split: Any) -> torch.Tensor:
+        """(N,) word pieces per sample (the loop's length bucketing, ``train.bucket_by_length``):
+        the tokenisation of each transcript (cached for training), or the attention-mask sum of
+        MMSA's ``text_bert``."""
+        if self.mode == "text_bert":
+            return split.extras["text_bert"][:, 1].sum(-1).long()
+        return torch.tensor([len(self._encode(t)[0]) for t in split.texts], dtype=torch.long)
 
     @staticmethod
     def align(x: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
