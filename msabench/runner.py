@@ -363,10 +363,28 @@ def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registr
         checkpoint = save_checkpoint(model, checkpoint_for, plan.hash, {
             "method": spec.method, "dataset": spec.dataset, "setting": plan.setting,
             "variant": plan.variant, "seed": seed})
+    return seed_result(plan, spec, data, model, context, fitted, test, valid, seed=seed,
+                       labelled=int(labelled.sum()), labels_record=labels_record,
+                       pretraining=pretraining, wall_time_s=wall, timing=f"{wall:.1f}s",
+                       checkpoint=checkpoint)
+
+
+def seed_result(plan: Plan, spec: RunSpec, data: Any, model: Any, context: Any, fitted: Any,
+                test: Any, valid: Any, *, seed: int, labelled: int,
+                labels_record: Mapping[str, Any], pretraining: Mapping[str, Any],
+                wall_time_s: float, timing: str, checkpoint: Mapping[str, Any] | None = None,
+                extra: Mapping[str, Any] | None = None) -> RunResult:
+    """One seed's RunResult from its fitted model and test/valid evaluations; prints the test
+    warnings and a summary line (``timing`` ends it). Shared by the per-seed loop and the
+    vectorised one (msabench.vectorized), so both write the same record."""
+    import torch
+
+    progress, device, info = context.progress, context.device, data.info()
     for message in test.warnings:
         progress.print(f"[yellow]warning (test metrics):[/] {message}")
     summary = ", ".join(f"{k} {v:.4f}" for k, v in test.metrics.items() if v is not None)
-    progress.print(f"seed {seed}: test {summary} (best epoch {fitted.best_epoch}, {wall:.1f}s)")
+    progress.print(f"seed {seed}: test {summary} (best epoch {fitted.best_epoch}, {timing})")
+    config, method_cls = plan.config, plan.method_cls
     return RunResult(
         provenance=provenance(), method=spec.method, dataset=spec.dataset,
         setting=plan.setting, variant=plan.variant, seed=seed,
@@ -382,16 +400,19 @@ def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registr
         prediction_summary={"positive_fraction": float((test.preds > 0).float().mean()),
                             "std": float(test.preds.std()) if len(test.preds) > 1 else 0.0},
         test_loss=test.loss, not_applicable=test.not_applicable,
-        metric_warnings=test.warnings, metric_info={c.key: c.info() for c in metrics},
+        metric_warnings=test.warnings,
+        metric_info={c.key: c.info() for c in context.metric_classes},
         split_sizes=data.sizes(), modalities=list(data.modalities),
-        feature_dims=info.feature_dims, labelled_train=int(labelled.sum()),
+        feature_dims=info.feature_dims, labelled_train=labelled,
         preprocessing={**plan.preprocessing, **labels_record},
-        parameters={"trainable": trainable, "total": total},
+        parameters={"trainable": model.num_parameters(True),
+                    "total": model.num_parameters(False)},
         best_epoch=fitted.best_epoch, epochs_run=fitted.epochs_run,
         stopped_early=fitted.stopped_early,
         selection={"criterion": config["train"]["select"], "best_valid": fitted.best_score},
-        history=fitted.history, pretraining=pretraining, wall_time_s=round(wall, 3),
-        checkpoint=checkpoint, precision=context.precision,
+        history=fitted.history, pretraining=dict(pretraining),
+        wall_time_s=round(wall_time_s, 3), checkpoint=dict(checkpoint or {}),
+        precision=context.precision, extra=dict(extra or {}),
         device=str(device) if device.type == "cpu" else
         f"{device} ({torch.cuda.get_device_name(device)})")
 

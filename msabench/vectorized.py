@@ -242,56 +242,22 @@ def train_seeds(plan: Any, spec: Any, data: Any, seeds: list[int], registry: Any
         if s.error is not None:
             progress.print(f"[red]seed {s.seed}:[/] {s.error}")
             continue
-        results[s.seed] = _result(plan, spec, s, wall, [x.seed for x in states], torch)
+        results[s.seed] = _result(plan, spec, s, wall, [x.seed for x in states])
     return results, failure
 
 
-def _result(plan: Any, spec: Any, s: _Seed, wall: float, together: list[int],
-            torch: Any) -> Any:
-    """The seed's RunResult, built as the runner's ``_run_seed`` builds it."""
+def _result(plan: Any, spec: Any, s: _Seed, wall: float, together: list[int]) -> Any:
+    """The seed's RunResult, written as the runner writes it (runner.seed_result)."""
     from .api import FitResult
-    from .results import RunResult, provenance
+    from .runner import seed_result
 
-    config, method_cls, data, model = plan.config, plan.method_cls, s.data, s.model
-    info = data.info()
     fitted = FitResult(s.best_epoch, s.epochs_run, s.stopped_early, s.best_score, s.history)
-    trainable, total = model.num_parameters(True), model.num_parameters(False)
-    test = s.context.evaluate(model, data["test"])
-    valid = s.context.evaluate(model, data["valid"])
-    device = s.context.device
-    metrics = s.context.metric_classes
-    for message in test.warnings:
-        s.context.progress.print(f"[yellow]warning (test metrics):[/] {message}")
-    summary = ", ".join(f"{k} {v:.4f}" for k, v in test.metrics.items() if v is not None)
-    s.context.progress.print(f"seed {s.seed}: test {summary} (best epoch {fitted.best_epoch}, "
-                             "vectorised)")
-    return RunResult(
-        provenance=provenance(), method=spec.method, dataset=spec.dataset,
-        setting=plan.setting, variant=plan.variant, seed=s.seed,
-        synthetic=bool(data.meta.synthetic), convention=data.meta.convention,
-        dataset_title=data.meta.title, data_source=data.source, data_files=plan.data_files,
-        config=config,
-        config_hash=plan.hash, prediction_kind=method_cls.prediction_kind,
-        metrics={"test": test.metrics, "valid": valid.metrics},
-        heads={h: {"target": test.heads[h]["target"], "test": test.heads[h]["metrics"],
-                   "valid": valid.heads[h]["metrics"],
-                   "not_applicable": test.heads[h]["not_applicable"]} for h in test.heads},
-        overrides=plan.overrides,
-        prediction_summary={"positive_fraction": float((test.preds > 0).float().mean()),
-                            "std": float(test.preds.std()) if len(test.preds) > 1 else 0.0},
-        test_loss=test.loss, not_applicable=test.not_applicable,
-        metric_warnings=test.warnings, metric_info={c.key: c.info() for c in metrics},
-        split_sizes=data.sizes(), modalities=list(data.modalities),
-        feature_dims=info.feature_dims, labelled_train=s.labelled,
-        preprocessing={**plan.preprocessing, **s.labels_record},
-        parameters={"trainable": trainable, "total": total},
-        best_epoch=fitted.best_epoch, epochs_run=fitted.epochs_run,
-        stopped_early=fitted.stopped_early,
-        selection={"criterion": config["train"]["select"], "best_valid": fitted.best_score},
-        history=fitted.history, pretraining={}, wall_time_s=round(wall / len(together), 3),
-        device=str(device) if device.type == "cpu" else
-        f"{device} ({torch.cuda.get_device_name(device)})",
-        precision="fp32",  # refusal() sends anything else to the per-seed loop
+    test = s.context.evaluate(s.model, s.data["test"])
+    valid = s.context.evaluate(s.model, s.data["valid"])
+    return seed_result(
+        plan, spec, s.data, s.model, s.context, fitted, test, valid, seed=s.seed,
+        labelled=s.labelled, labels_record=s.labels_record, pretraining={},
+        wall_time_s=wall / len(together), timing="vectorised",
         extra={"vectorized": {"seeds": together, "wall_time_s": round(wall, 3),
                               "note": "trained with the other seeds of this run as one "
                                       "stacked model (msabench.vectorized); wall_time_s is "
