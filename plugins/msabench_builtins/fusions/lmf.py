@@ -25,7 +25,7 @@ from torch import nn
 
 from msabench.api import ComponentMeta, Fusion
 
-from .tfn import FusionParamError, build_subnets, merge_tables, with_one
+from .tfn import FusionParamError, build_subnets, encode_present, merge_tables, with_one
 
 
 class LowRankFusion(Fusion):
@@ -83,14 +83,8 @@ class LowRankFusion(Fusion):
     def encode(self, features: Mapping[str, torch.Tensor],
                masks: Mapping[str, torch.Tensor],
                absent: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
-        """The unimodal vectors ``h_m`` (before the 1 is appended); an ``absent`` modality's
-        is zero, so ``[1; h_m]`` is the constant-1 part alone and its factor reduces to the
-        modality-free term."""
-        out = {m: self.subnets[m](features[m], masks[m]) for m in self.order if m not in absent}
-        some = next(iter(out.values()))
-        for m in absent:
-            out[m] = some.new_zeros(some.shape[0], self.subnets[m].out_dim)
-        return out
+        """The unimodal vectors ``h_m`` (before the 1 is appended): :func:`encode_present`."""
+        return encode_present(self.subnets, self.order, features, masks, absent)
 
     def fuse(self, hidden: Mapping[str, torch.Tensor]) -> torch.Tensor:
         product = None

@@ -127,6 +127,19 @@ def merge_tables(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict
     return out
 
 
+def encode_present(subnets: Mapping[str, nn.Module], order: list[str],
+                   features: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
+                   absent: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
+    """Each modality's subnet output ``h_m`` (TFN and LMF, before the 1 is appended); an
+    ``absent`` modality's is zero, so ``[1; h_m]`` is the constant-1 part alone and its factor
+    reduces to the modality-free term."""
+    out = {m: subnets[m](features[m], masks[m]) for m in order if m not in absent}
+    some = next(iter(out.values()))
+    for m in absent:
+        out[m] = some.new_zeros(some.shape[0], subnets[m].out_dim)
+    return out
+
+
 def with_one(h: torch.Tensor) -> torch.Tensor:
     """``[1; h]`` per row, as MMSA's TFN and LMF do."""
     return torch.cat([torch.ones_like(h[:, :1]), h], dim=1)
@@ -171,14 +184,8 @@ class TensorFusion(Fusion):
     def encode(self, features: Mapping[str, torch.Tensor],
                masks: Mapping[str, torch.Tensor],
                absent: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
-        """The unimodal vectors ``h_m`` (before the 1 is appended); an ``absent`` modality's
-        is zero, so ``[1; h_m]`` is the constant-1 part alone and its factor reduces to the
-        modality-free term."""
-        out = {m: self.subnets[m](features[m], masks[m]) for m in self.order if m not in absent}
-        some = next(iter(out.values()))
-        for m in absent:
-            out[m] = some.new_zeros(some.shape[0], self.subnets[m].out_dim)
-        return out
+        """The unimodal vectors ``h_m`` (before the 1 is appended): :func:`encode_present`."""
+        return encode_present(self.subnets, self.order, features, masks, absent)
 
     def fuse(self, hidden: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return outer_flatten([with_one(hidden[m]) for m in self.order])
