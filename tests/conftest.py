@@ -65,3 +65,9 @@ def system():
     system.register(all_hooks_plugin, "all-hooks", version="9.9")
     set_plugin_system(system)
     return system
+
+
+@pytest.fixture
+def registry(system):
+    """The registry of :func:`system` (built-ins plus tests/all_hooks_plugin.py)."""
+    return system.registry

@@ -13,10 +13,8 @@ from msabench import config as cfg
 from msabench.api import Recipe, SplitData
 from msabench.bucketing import bucketed_order, default_lengths, sample_lengths
 from msabench.errors import ConfigError
-from msabench.plugins import PluginSystem, set_plugin_system
 from msabench.runner import Progress, RunSpec, run
 from msabench.training import fit
-from tests import all_hooks_plugin
 from tests.test_baselines_mag import _data as mag_data
 from tests.test_baselines_mag import _method as mag_method
 from tests.test_baselines_mag import tiny_bert  # noqa: F401  (fixture)
@@ -157,15 +155,6 @@ def test_mag_bert_bad_pad_to_is_refused(tiny_bert):  # noqa: F811
 
 
 # ---------------------------------------------------------------- runs
-@pytest.fixture
-def registry():
-    system = PluginSystem()
-    system.load_entry_points()
-    system.register(all_hooks_plugin, "all-hooks")
-    set_plugin_system(system)
-    return system.registry
-
-
 def test_a_run_with_bucketing_off_is_today_s_run(registry, tmp_path):
     spec = dict(method="sf", dataset="toy-data", quiet=True, epochs=3, seeds=[5])
     [base] = run(RunSpec(out=tmp_path / "a", **spec), registry=registry, progress=QUIET)

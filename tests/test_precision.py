@@ -12,22 +12,11 @@ from torch import nn
 from msabench import config as cfg
 from msabench.api import Recipe
 from msabench.errors import ConfigError
-from msabench.plugins import PluginSystem, set_plugin_system
 from msabench.precision import precision_notice, resolve_precision
 from msabench.runner import Progress, RunSpec, run
 from msabench.training import LoopContext, evaluate, fit
-from tests import all_hooks_plugin
 
 QUIET = Progress(quiet=True)
-
-
-@pytest.fixture
-def registry():
-    system = PluginSystem()
-    system.load_entry_points()
-    system.register(all_hooks_plugin, "all-hooks")
-    set_plugin_system(system)
-    return system.registry
 
 
 def _data(registry):

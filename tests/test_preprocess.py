@@ -14,7 +14,6 @@ from msabench import config as cfg
 from msabench import preprocess
 from msabench.api import DatasetMeta, LoadedDataset, SplitData
 from msabench.errors import ConfigError
-from msabench.plugins import PluginSystem, set_plugin_system
 from msabench.runner import Progress, RunSpec, run
 from tests import all_hooks_plugin
 
@@ -209,15 +208,6 @@ def test_mask_labels_edge_cases():
 
 
 # ---- wiring: config, runner, CLI -------------------------------------------------------------
-
-@pytest.fixture
-def registry():
-    system = PluginSystem()
-    system.load_entry_points()
-    system.register(all_hooks_plugin, "all-hooks")
-    set_plugin_system(system)
-    return system.registry
-
 
 def _spec(tmp_path, **kw):
     base = dict(method="toy-linear", dataset="toy-data", out=tmp_path / "results", quiet=True,

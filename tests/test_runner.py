@@ -7,21 +7,10 @@ import torch
 
 import msabench.runner as runner_mod
 from msabench.errors import ConfigError, DataError, MsabenchError
-from msabench.plugins import PluginSystem, set_plugin_system
 from msabench.results import SCHEMA_VERSION
 from msabench.runner import Progress, RunInterrupted, RunSpec, run
-from tests import all_hooks_plugin
 
 QUIET = Progress(quiet=True)
-
-
-@pytest.fixture
-def registry():
-    system = PluginSystem()
-    system.load_entry_points()
-    system.register(all_hooks_plugin, "all-hooks")
-    set_plugin_system(system)
-    return system.registry
 
 
 def _spec(tmp_path, **kw):
