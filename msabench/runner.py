@@ -311,11 +311,8 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
 def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
               progress: Progress, checkpoint_for: Path | None,
               on_epoch: Any = None) -> RunResult:
-    import torch
-
     from . import preprocess
-    from .api import Components
-    from .training import LoopContext, fit_method, pick_device, seed_everything
+    from .training import LoopContext, fit_method, pick_device
 
     config, method_cls = plan.config, plan.method_cls
     # per seed: the train split's label mask (a copy sharing the features); hidden labels are NaN
@@ -328,26 +325,9 @@ def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registr
                           metric_classes=metrics)
     context.on_epoch = on_epoch  # each epoch's row, live, to the run's trackers
     started = time.perf_counter()
-    seed_everything(seed)
-    model = method_cls(info, config["model"], Components(registry)).to(device)
-    model.context = context
-    heads = model.check_heads()
-    skipped = [h for h, t in heads.items() if t != "label" and t not in info.unimodal]
-    if skipped:
-        progress.print(f"[yellow]note:[/] {data.meta.name}/{plan.setting} has no unimodal "
-                       f"labels for head(s) {', '.join(skipped)}; they are not scored")
-    model.setup(data)
+    model = build_model(plan, data, context, registry, seed)
     pretraining = pretrain(model, data, config["pretrain"], registry, context)
-    train_split = data["train"]
-    labelled = train_split.labelled
-    if int(labelled.sum()) < 2:
-        raise ConfigError(
-            f"data.label_fraction={config['data']['label_fraction']} leaves "
-            f"{int(labelled.sum())} labelled training sample(s) of {len(train_split)}; "
-            "supervised training needs at least 2 (batch statistics, a validation-selected "
-            "fit): raise --label-fraction")
-    if not bool(labelled.all()):
-        train_split = train_split.subset(torch.nonzero(labelled).flatten())
+    train_split, labelled = labelled_train(data, config)
     fitted = fit_method(model, train_split, data["valid"], context)
     # counted after every stage: pretraining may add or freeze parts
     trainable, total = model.num_parameters(True), model.num_parameters(False)
@@ -364,9 +344,47 @@ def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registr
             "method": spec.method, "dataset": spec.dataset, "setting": plan.setting,
             "variant": plan.variant, "seed": seed})
     return seed_result(plan, spec, data, model, context, fitted, test, valid, seed=seed,
-                       labelled=int(labelled.sum()), labels_record=labels_record,
+                       labelled=labelled, labels_record=labels_record,
                        pretraining=pretraining, wall_time_s=wall, timing=f"{wall:.1f}s",
                        checkpoint=checkpoint)
+
+
+def build_model(plan: Plan, data: Any, context: Any, registry: Registry, seed: int) -> Any:
+    """The seed's model as every loop builds it: seeded, constructed on the context's device,
+    given its context, told which heads cannot be scored (printed), then ``setup(data)``."""
+    from .api import Components
+    from .training import seed_everything
+
+    info = data.info()
+    seed_everything(seed)
+    model = plan.method_cls(info, plan.config["model"], Components(registry)).to(context.device)
+    model.context = context
+    heads = model.check_heads()
+    skipped = [h for h, t in heads.items() if t != "label" and t not in info.unimodal]
+    if skipped:
+        context.progress.print(f"[yellow]note:[/] {data.meta.name}/{plan.setting} has no "
+                               f"unimodal labels for head(s) {', '.join(skipped)}; they are "
+                               "not scored")
+    model.setup(data)
+    return model
+
+
+def labelled_train(data: Any, config: Mapping[str, Any]) -> tuple[Any, int]:
+    """The labelled rows of the train split (hidden labels left out) and their count; fewer
+    than 2 is a ConfigError naming the label fraction."""
+    import torch
+
+    train_split = data["train"]
+    labelled = train_split.labelled
+    n = int(labelled.sum())
+    if n < 2:
+        raise ConfigError(
+            f"data.label_fraction={config['data']['label_fraction']} leaves {n} labelled "
+            f"training sample(s) of {len(train_split)}; supervised training needs at least 2 "
+            "(batch statistics, a validation-selected fit): raise --label-fraction")
+    if not bool(labelled.all()):
+        train_split = train_split.subset(torch.nonzero(labelled).flatten())
+    return train_split, n
 
 
 def seed_result(plan: Plan, spec: RunSpec, data: Any, model: Any, context: Any, fitted: Any,

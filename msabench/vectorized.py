@@ -149,11 +149,9 @@ def _setup_seed(plan: Any, spec: Any, data: Any, seed: int, registry: Any, progr
     import torch
 
     from . import preprocess
-    from .api import Components
-    from .errors import ConfigError
-    from .runner import _check_inputs, metric_classes
+    from .runner import _check_inputs, build_model, labelled_train, metric_classes
     from .stacking import _Seed
-    from .training import LoopContext, pick_device, seed_everything
+    from .training import LoopContext, pick_device
 
     config, method_cls = plan.config, plan.method_cls
     data, labels_record = preprocess.for_seed(data, config["data"], seed)
@@ -163,27 +161,10 @@ def _setup_seed(plan: Any, spec: Any, data: Any, seed: int, registry: Any, progr
     metrics = metric_classes(registry, data.meta.convention)
     context = LoopContext(device=device, seed=seed, train=config["train"], progress=progress,
                           metric_classes=metrics)
-    seed_everything(seed)
-    model = method_cls(info, config["model"], Components(registry)).to(device)
-    model.context = context
-    heads = model.check_heads()
-    skipped = [h for h, t in heads.items() if t != "label" and t not in info.unimodal]
-    if skipped:
-        progress.print(f"[yellow]note:[/] {data.meta.name}/{plan.setting} has no unimodal "
-                       f"labels for head(s) {', '.join(skipped)}; they are not scored")
-    model.setup(data)
-    train_split = data["train"]
-    labelled = train_split.labelled
-    if int(labelled.sum()) < 2:
-        raise ConfigError(
-            f"data.label_fraction={config['data']['label_fraction']} leaves "
-            f"{int(labelled.sum())} labelled training sample(s) of {len(train_split)}; "
-            "supervised training needs at least 2 (batch statistics, a validation-selected "
-            "fit): raise --label-fraction")
-    if not bool(labelled.all()):
-        train_split = train_split.subset(torch.nonzero(labelled).flatten())
+    model = build_model(plan, data, context, registry, seed)
+    train_split, labelled = labelled_train(data, config)
     return _Seed(seed, path, data, labels_record, model, context, train_split,
-                 int(labelled.sum()), torch.Generator().manual_seed(seed))
+                 labelled, torch.Generator().manual_seed(seed))
 
 
 def _check_stackable(seeds: list[_Seed]) -> None:
@@ -205,8 +186,6 @@ def train_seeds(plan: Any, spec: Any, data: Any, seeds: list[int], registry: Any
     """Build every seed as the solo run does, train them stacked, evaluate each on its own:
     ``({seed: RunResult}, the first seed's divergence error or None)``. Raises
     :class:`NotVectorizable` before training when the models cannot be stacked."""
-    import torch
-
     from .api import Recipe
     from .errors import ConfigError
     from .results import result_path
