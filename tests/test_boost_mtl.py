@@ -264,7 +264,9 @@ def test_frozen_extractor_features_are_cached_on_disk_and_reused(tiny_bert, tmp_
 
 # ------------------------------------------------------------------------------ end to end
 @pytest.mark.parametrize("mode", ["single", "joint", "two-step"])
-def test_audio_video_only_runs_end_to_end_in_every_mode(mode, tmp_path):
+def test_audio_video_only_runs_end_to_end_in_every_mode(mode, tmp_path, monkeypatch):
+    # a cache of its own: a step 1 cached by an earlier run would be reused (and say so)
+    monkeypatch.setenv("MSABENCH_CACHE_DIR", str(tmp_path / "cache"))
     spec = RunSpec(method="boost-mtl", dataset="synthetic-sims2", seeds=[3], out=tmp_path,
                    quiet=True, overrides={
                        "data": {"modalities": ["audio", "vision"], "options": DATA},
