@@ -311,18 +311,10 @@ def run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry
 def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
               progress: Progress, checkpoint_for: Path | None,
               on_epoch: Any = None) -> RunResult:
-    from . import preprocess
-    from .training import LoopContext, fit_method, pick_device
+    from .training import fit_method
 
-    config, method_cls = plan.config, plan.method_cls
-    # per seed: the train split's label mask (a copy sharing the features); hidden labels are NaN
-    data, labels_record = preprocess.for_seed(data, config["data"], seed)
-    info = data.info()
-    _check_inputs(method_cls, info, spec, plan.setting)
-    device = pick_device(str(config["train"]["device"]))
-    metrics = metric_classes(registry, data.meta.convention)
-    context = LoopContext(device=device, seed=seed, train=config["train"], progress=progress,
-                          metric_classes=metrics)
+    config = plan.config
+    data, labels_record, context = seed_context(plan, spec, data, seed, registry, progress)
     context.on_epoch = on_epoch  # each epoch's row, live, to the run's trackers
     started = time.perf_counter()
     model = build_model(plan, data, context, registry, seed)
@@ -347,6 +339,23 @@ def _run_seed(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registr
                        labelled=labelled, labels_record=labels_record,
                        pretraining=pretraining, wall_time_s=wall, timing=f"{wall:.1f}s",
                        checkpoint=checkpoint)
+
+
+def seed_context(plan: Plan, spec: RunSpec, data: Any, seed: int, registry: Registry,
+                 progress: Progress) -> tuple[Any, dict[str, Any], Any]:
+    """``(data, labels_record, context)`` for one seed: the train split's label mask for this
+    seed (a copy sharing the features; hidden labels are NaN), the input checks, and the loop
+    context on the configured device with the dataset's metrics."""
+    from . import preprocess
+    from .training import LoopContext, pick_device
+
+    config = plan.config
+    data, labels_record = preprocess.for_seed(data, config["data"], seed)
+    _check_inputs(plan.method_cls, data.info(), spec, plan.setting)
+    context = LoopContext(device=pick_device(str(config["train"]["device"])), seed=seed,
+                          train=config["train"], progress=progress,
+                          metric_classes=metric_classes(registry, data.meta.convention))
+    return data, labels_record, context
 
 
 def build_model(plan: Plan, data: Any, context: Any, registry: Registry, seed: int) -> Any:

@@ -148,19 +148,11 @@ def _setup_seed(plan: Any, spec: Any, data: Any, seed: int, registry: Any, progr
     """What the runner's ``_run_seed`` does before training, for one seed."""
     import torch
 
-    from . import preprocess
-    from .runner import _check_inputs, build_model, labelled_train, metric_classes
+    from .runner import build_model, labelled_train, seed_context
     from .stacking import _Seed
-    from .training import LoopContext, pick_device
 
-    config, method_cls = plan.config, plan.method_cls
-    data, labels_record = preprocess.for_seed(data, config["data"], seed)
-    info = data.info()
-    _check_inputs(method_cls, info, spec, plan.setting)
-    device = pick_device(str(config["train"]["device"]))
-    metrics = metric_classes(registry, data.meta.convention)
-    context = LoopContext(device=device, seed=seed, train=config["train"], progress=progress,
-                          metric_classes=metrics)
+    config = plan.config
+    data, labels_record, context = seed_context(plan, spec, data, seed, registry, progress)
     model = build_model(plan, data, context, registry, seed)
     train_split, labelled = labelled_train(data, config)
     return _Seed(seed, path, data, labels_record, model, context, train_split,
