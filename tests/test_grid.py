@@ -13,7 +13,18 @@ from tests.conftest import TINY_SYNTH
 SETS = ", ".join(f'"data.options.{k}={v}"' for k, v in TINY_SYNTH.items())
 
 
-def _grid(tmp_path, executor="local", extra=""):
+BROKEN = """
+[[variants]]
+
+[[variants]]
+tag = "broken"
+set = ["train.select=nonsense"]   # fails at run time, in the task
+"""
+
+
+def _grid(tmp_path, executor="local", extra="", variants=BROKEN):
+    """sf and lmf x seeds 1, 2 on tiny synthetic-mosi; ``variants``: the [[variants]] tables
+    (default: the default one and one that fails in its task)."""
     path = tmp_path / "grid.toml"
     path.write_text(f"""
 methods = ["sf", "lmf"]
@@ -24,12 +35,7 @@ threads = 1
 out = "{tmp_path / 'results'}"
 set = [{SETS}]
 executor = "{executor}"
-
-[[variants]]
-
-[[variants]]
-tag = "broken"
-set = ["train.select=nonsense"]   # fails at run time, in the task
+{variants}
 {extra}
 """)
     return path
@@ -128,15 +134,7 @@ def test_a_process_loads_each_dataset_once_across_grid_tasks(tmp_path, monkeypat
     real = runner.load_dataset
     monkeypatch.setattr(runner, "load_dataset", lambda plan, progress: (
         loads.append(plan.config["data"]["options"]["n_train"]), real(plan, progress))[1])
-    path = tmp_path / "grid.toml"
-    path.write_text(f"""
-methods = ["sf", "lmf"]
-datasets = ["synthetic-mosi"]
-seeds = [1, 2]
-epochs = 1
-threads = 1
-out = "{tmp_path / 'results'}"
-set = [{SETS}]
+    path = _grid(tmp_path, variants="""
 [[variants]]
 [[variants]]
 tag = "bigger"
