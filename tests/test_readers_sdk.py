@@ -493,10 +493,10 @@ def test_sims_table_validation(tmp_path):
     with pytest.raises(DataError, match="missing column.*label_V"):
         read_sims_labels(path)
     path = write_table(tmp_path, "v,0001,t,0.2,1.4,0.2,0.2,P,train\n")
-    with pytest.raises(DataError, match=r"'label_T'.*outside \[-1.0, 1.0\].*line 2.*v\$_\$0001"):
+    with pytest.raises(DataError, match=r"'label_T'.*outside the dataset range \[-1.0, 1.0\].*line 2.*v\$_\$0001"):
         read_sims_labels(path)
     path = write_table(tmp_path, "v,0001,t,0.2,x,0.2,0.2,P,train\n")
-    with pytest.raises(DataError, match="non-numeric"):
+    with pytest.raises(DataError, match=r"'label_T'.*non-numeric.*'x' on line 2.*v\$_\$0001"):
         read_sims_labels(path)
     path = write_table(tmp_path, "v,0001,t,0.2,0.2,0.2,0.2,P,train\n"
                                  "v,0002,t,0.2,0.2,0.2,0.2,P,dev\n")

@@ -35,6 +35,7 @@ import pandas as pd
 from msabench.api.dataset import SPLITS
 from msabench.errors import DataError
 
+from .csv_tables import check_range, numeric_column
 from .problems import coded
 
 ID_SEP = "$_$"
@@ -109,23 +110,10 @@ def read_sims_labels(path: Path | str) -> pd.DataFrame:
         check_path_ids(path, col, df[col].tolist())
 
     labels: dict[str, np.ndarray] = {}
+    clips = [sims_id(v, c) for v, c in zip(df.video_id, df.clip_id)]
     for col in LABEL_COLUMNS:
-        values = pd.to_numeric(df[col].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            first = int(np.argmax(bad))
-            clip = sims_id(df.video_id.iloc[first], df.clip_id.iloc[first])
-            raise DataError(f"{path}: column {col!r} has {int(bad.sum())} missing or "
-                            f"non-numeric value(s), first {df[col].iloc[first]!r} at "
-                            f"{_line(first)} (clip {clip!r})")
-        lo, hi = LABEL_RANGE
-        out = (values < lo - 1e-6) | (values > hi + 1e-6)
-        if out.any():
-            first = int(np.argmax(out))
-            raise DataError(f"{path}: column {col!r} has {int(out.sum())} value(s) outside "
-                            f"[{lo}, {hi}], first {values[first]} at {_line(first)} (clip "
-                            f"{sims_id(df.video_id.iloc[first], df.clip_id.iloc[first])!r}); "
-                            "CH-SIMS labels lie in [-1, 1]")
+        values = numeric_column(df, col, path, clips, "clip")
+        check_range(values, col, path, clips, "clip", LABEL_RANGE)
         labels[col] = values
 
     mode = df["mode"].str.strip().str.lower()
