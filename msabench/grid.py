@@ -219,7 +219,11 @@ def execute(payload: Mapping[str, Any]) -> dict[str, Any]:
         status = outcomes[0].status if outcomes else "skipped"
         return {"status": status, "seconds": time.perf_counter() - started, "error": ""}
     except BaseException as exc:  # noqa: BLE001 (reported as data, the grid goes on)
-        if isinstance(exc, KeyboardInterrupt):
+        from .runner import RunInterrupted
+
+        # Ctrl-C or SIGTERM (the runner turns both into RunInterrupted) stops the grid, not
+        # just this task: the next tasks must not start
+        if isinstance(exc, (KeyboardInterrupt, RunInterrupted)):
             raise
         message = str(exc) if isinstance(exc, MsabenchError) else (
             f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")

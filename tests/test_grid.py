@@ -148,6 +148,27 @@ set = ["data.options.n_train=48"]
     assert grid_mod._DATA_CACHE == {}
 
 
+def test_ctrl_c_stops_a_local_grid(tmp_path, monkeypatch):
+    """An interrupted task (Ctrl-C or SIGTERM, which the runner turns into RunInterrupted)
+    stops the local grid: it is not recorded as one failed task with the next ones started."""
+    from msabench import grid as grid_mod
+    from msabench import runner
+
+    calls = []
+
+    def interrupted(spec, **kwargs):
+        calls.append(spec.method)
+        raise runner.RunInterrupted([])
+
+    monkeypatch.setattr(runner, "run", interrupted)
+    grid = grid_mod.expand(_grid(tmp_path, variants=""))
+    with pytest.raises(runner.RunInterrupted):
+        grid_mod.run_local(grid.tasks)
+    assert calls == ["sf"]
+    assert [t.status for t in grid.tasks[1:]] == ["pending"] * 3
+    assert grid_mod._DATA_CACHE == {}
+
+
 def test_a_task_carries_the_drivers_environment(monkeypatch):
     """Ray tasks carry the MSABENCH_/HF_/MLFLOW_ variables (a joined cluster's workers do not
     see the driver's shell); execute sets them before running, even for a task that fails."""
