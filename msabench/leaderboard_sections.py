@@ -137,6 +137,24 @@ def robustness_frame(records: Iterable[Mapping[str, Any]], dataset: str, setting
     return out
 
 
+def no_effect_cells(records: Iterable[Mapping[str, Any]], dataset: str,
+                    setting: str) -> set[tuple[str, str]]:
+    """``(row label, perturbation)`` pairs flagged ``no_effect`` in every seed's record: the
+    method does not read that input (e.g. word dropout on pre-extracted utterance vectors),
+    so the cell says so instead of showing a change of zero as if it were robustness."""
+    seen: dict[tuple[str, str], bool] = {}
+    for rec in records:
+        if rec["dataset"] != dataset or rec["setting"] != setting:
+            continue
+        label = rec["method"] if rec["variant"] == "default" else \
+            f"{rec['method']} ({rec['variant']})"
+        for p in rec.get("perturbations", []):
+            if p.get("status") == "ok":
+                key = (label, p["name"])
+                seen[key] = seen.get(key, True) and bool(p.get("no_effect"))
+    return {key for key, flag in seen.items() if flag}
+
+
 def _order(name: str) -> tuple:
     kind, _, rest = name.partition(":")
     rank = {"clean": 0, "drop": 1, "absent": 2, "noise": 3, "words": 4}.get(kind, 5)
@@ -155,6 +173,7 @@ def render_robustness(dataset: str, setting: str, records: list[Mapping[str, Any
     frame = robustness_frame(records, dataset, setting, metric) if metric else {}
     if not frame:
         return ""
+    unread = no_effect_cells(records, dataset, setting)
     info = infos.get((dataset, metric), {})
     names = sorted({n for row in frame.values() for n in row if n != "clean"}, key=_order)
     table = []
@@ -169,6 +188,8 @@ def render_robustness(dataset: str, setting: str, records: list[Mapping[str, Any
                 cells.append("")
             elif not vals:
                 cells.append("unsupported")
+            elif (label, name) in unread:
+                cells.append("no effect")
             else:
                 mean = _mean_std(vals)[0]
                 drop = fmt(mean - clean, info) if clean is not None else ""
@@ -179,7 +200,9 @@ def render_robustness(dataset: str, setting: str, records: list[Mapping[str, Any
            "over seeds and, in parentheses, the change from clean. `drop:m` removes modality m "
            "(zeroed features, empty mask); `absent:m` leaves it out of the fusion, where the "
            "method supports that; `noise:m@S dB` adds Gaussian noise at S dB SNR; "
-           "`words:p` drops each word with probability p (docs/robustness.md).", "",
+           "`words:p` drops each word with probability p; \"no effect\": every prediction was "
+           "unchanged in every seed, because the method does not read that input (e.g. word "
+           "dropout on pre-extracted utterance vectors) (docs/robustness.md).", "",
            tabulate(table, headers=["Method", "Seeds", "clean"] + names, tablefmt="github",
                     disable_numparse=True)]
     if figure:

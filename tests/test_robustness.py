@@ -132,6 +132,33 @@ def test_cli_and_leaderboard_section(tmp_path):
     assert none.exit_code == 2 and "--save-checkpoint" in none.output
 
 
+def test_a_perturbation_the_method_does_not_read_is_shown_as_no_effect():
+    from msabench.leaderboard_sections import render_robustness
+
+    def record(method, seed, acc, words_effect):
+        return {"method": method, "dataset": "mosi", "setting": "utt", "variant": "default",
+                "seed": seed, "clean": {"acc2_non0": acc},
+                "perturbations": [
+                    {"name": "words:0.1", "kind": "words", "modality": "text", "value": 0.1,
+                     "status": "ok", "metrics": {"acc2_non0": acc - words_effect},
+                     "no_effect": words_effect == 0.0},
+                    {"name": "drop:text", "kind": "drop", "modality": "text", "status": "ok",
+                     "metrics": {"acc2_non0": acc - 0.2}, "no_effect": False}]}
+
+    records = [record("sf", 1, 0.80, 0.0), record("sf", 2, 0.82, 0.0),
+               # one seed with an effect of zero by chance is not "no effect"
+               record("tfn", 1, 0.80, 0.0), record("tfn", 2, 0.80, 0.01)]
+    page = render_robustness("mosi", "utt", records, {}, None)
+    lines = page.splitlines()
+    header = [c.strip() for c in next(x for x in lines if x.startswith("| Method")).split("|")]
+    rows = {r.split("|")[1].strip(): dict(zip(header, [c.strip() for c in r.split("|")]))
+            for r in lines if r.startswith("| sf ") or r.startswith("| tfn ")}
+    assert rows["sf"]["words:0.1"] == "no effect"
+    assert rows["sf"]["drop:text"] != "no effect"
+    assert rows["tfn"]["words:0.1"] not in ("no effect", "unsupported")
+    assert "no effect" in page.split("|")[0]  # the legend explains it
+
+
 DROPPABLE = ("sf", "tfn", "lmf", "mult", "transformer", "dec-semi")
 
 
