@@ -271,7 +271,16 @@ def run_ray(tasks: Sequence[Task], address: str | None = None, workers: int | No
     env = _forwarded_env()
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as exc:
+                raise ConfigError(
+                    f"--address {address}: could not join a Ray cluster there ({exc}). Check "
+                    f"that it runs (`ray status --address {address}`) and that the address is "
+                    "the head's GCS address, ray://host:10001 or auto. A cluster with token "
+                    "authentication (Ray's default for a cluster that ray.init started) also "
+                    "needs RAY_AUTH_MODE=token in this shell, with its token in "
+                    "~/.ray/auth_token") from None
         else:
             # a cluster started here: its raylet and workers inherit this process's
             # environment, PYTHONPATH included

@@ -169,6 +169,27 @@ def test_ctrl_c_stops_a_local_grid(tmp_path, monkeypatch):
     assert grid_mod._DATA_CACHE == {}
 
 
+def test_a_cluster_that_cannot_be_joined_is_a_clear_error(tmp_path, monkeypatch):
+    """--address to a cluster that refuses the connection (not running, or token
+    authentication without RAY_AUTH_MODE=token, as measured with a cluster started by
+    ray.init in another process) names the address and both fixes, not a Ray traceback."""
+    ray = pytest.importorskip("ray")
+    from msabench import grid as grid_mod
+    from msabench.errors import ConfigError
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    grid = grid_mod.expand(_grid(tmp_path, variants=""))
+    with pytest.raises(ConfigError) as info:
+        grid_mod.run_ray(grid.tasks, address="10.0.0.9:6379")
+    message = str(info.value)
+    assert "--address 10.0.0.9:6379" in message and "ray status" in message
+    assert "RAY_AUTH_MODE=token" in message
+
+
 def test_a_task_carries_the_drivers_environment(monkeypatch):
     """Ray tasks carry the MSABENCH_/HF_/MLFLOW_ variables (a joined cluster's workers do not
     see the driver's shell); execute sets them before running, even for a task that fails."""
