@@ -51,7 +51,8 @@ TINY = {"n_train": 320, "n_valid": 64, "n_test": 64, "text_dim": 24, "text_len":
 def write_grid(folder: Path, epochs: int, size: str = "tiny") -> Path:
     path = folder / "grid.toml"
     sets = [f'"data.options.{k}={v}"' for k, v in TINY.items()] if size == "tiny" else []
-    body = f'epochs = {epochs}\nset = [{", ".join(sets + [chr(34) + "train.patience=0" + chr(34)])}]\n'
+    sets.append('"train.patience=0"')
+    body = f'epochs = {epochs}\nset = [{", ".join(sets)}]\n'
     path.write_text('methods = ["sf", "lmf"]\ndatasets = ["synthetic-mosi"]\n'
                     f'seeds = [1, 2, 3, 4, 5]\nthreads = 1\n{body}')
     return path

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 from .errors import MsabenchError
 
 from .leaderboard_format import fmt as _fmt, read_toml as _read_toml
+from .results import run_leaf
 
 
 @dataclass
@@ -51,10 +52,6 @@ def load_comparisons(path: Path | None) -> list[Comparison]:
     return out
 
 
-def _row_key(method: str, variant: str) -> str:
-    return method if variant == "default" else f"{method}@{variant}"
-
-
 def render_comparisons(dataset: str, setting: str, group: Any,
                        infos: Mapping[tuple[str, str], Mapping[str, Any]],
                        comparisons: Iterable[Comparison]) -> str:
@@ -62,7 +59,7 @@ def render_comparisons(dataset: str, setting: str, group: Any,
     from scipy import stats
     from tabulate import tabulate
 
-    keys = {_row_key(m, v): rows for (m, v), rows in group.groupby(["method", "variant"])}
+    keys = {run_leaf(m, v): rows for (m, v), rows in group.groupby(["method", "variant"])}
     blocks = []
     for comp in comparisons:
         if comp.dataset != dataset or comp.setting not in ("", setting):
@@ -125,7 +122,6 @@ def _std(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-
 def paired(base: list[float], cand: list[float]) -> tuple[float, float, float]:
     """Mean and sample std of ``cand - base`` per seed, and the two-sided paired t-test p
     (NaN with fewer than two seeds or identical differences)."""
@@ -161,7 +157,7 @@ def render_variant_comparisons(dataset: str, setting: str, group: Any, keys: lis
     table = []
     for (method, variant), cand in rows_by.items():
         base = rows_by.get((method, "default"))
-        if variant == "default" or base is None or (method, _row_key(method, variant)) in hand:
+        if variant == "default" or base is None or (method, run_leaf(method, variant)) in hand:
             continue
         b, c = base.set_index("seed"), cand.set_index("seed")
         seeds = sorted(set(b.index) & set(c.index))

@@ -45,8 +45,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
                                # (seed-N.safetensors; --save-checkpoint/--no-save-checkpoint wins)
     "vectorize": False,    # train the run's seeds as one stacked model (docs/vectorize.md)
     "precision": "auto",   # "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32", "bf16"
-    "bucket_by_length": False,  # batches of similar-length samples (msabench.training)
+    "bucket_by_length": False,  # batches of similar-length samples (msabench.bucketing)
 }
+#: the values of ``train.precision`` (:mod:`msabench.precision` applies them)
+PRECISIONS = ("auto", "fp32", "bf16")
 #: declared type and range of every ``train`` key: (kind, lower bound, bound inclusive)
 TRAIN_TYPES: dict[str, tuple] = {  # (kind, lower bound, inclusive[, upper bound])
     "epochs": ("int", 1, True), "batch_size": ("int", 1, True), "lr": ("float", 0, False, 1e3),
@@ -173,7 +175,7 @@ def method_defaults(method_cls: Any, dataset: str) -> dict[str, Any]:
 def _kind_name(kind: str) -> str:
     return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
             "list": "a list", "dict": "a table", "device": "auto, cpu, cuda or cuda:N",
-            "precision": "one of auto, fp32, bf16"}[kind]
+            "precision": f"one of {', '.join(PRECISIONS)}"}[kind]
 
 
 def _kind_of(default: Any) -> str | None:
@@ -206,7 +208,7 @@ def check_value(name: str, value: Any, kind: str | None, lower: float | None = N
           "list": lambda v: isinstance(v, (list, tuple)),
           "dict": lambda v: isinstance(v, Mapping),
           "device": lambda v: isinstance(v, str) and bool(_DEVICE.match(v)),
-          "precision": lambda v: v in ("auto", "fp32", "bf16")}[kind](value)
+          "precision": lambda v: v in PRECISIONS}[kind](value)
     prefix = f"{where}: " if where else ""
     if not ok:
         hint = f" (numbers go without quotes: --set {name}=<number>)" if kind in (

@@ -79,7 +79,9 @@ class Task:
 
     @property
     def label(self) -> str:
-        leaf = self.method if self.variant == "default" else f"{self.method}@{self.variant}"
+        from .results import run_leaf
+
+        leaf = run_leaf(self.method, self.variant)
         return f"{self.dataset}/{self.setting}/{leaf} seed {self.seed}"
 
     def payload(self) -> dict[str, Any]:
@@ -273,7 +275,7 @@ def run_ray(tasks: Sequence[Task], address: str | None = None, workers: int | No
         if address:
             try:
                 ray.init(address=address, log_to_driver=False)
-            except ConnectionError as exc:
+            except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
                 raise ConfigError(
                     f"--address {address}: could not join a Ray cluster there ({exc}). Check "
                     f"that it runs (`ray status --address {address}`) and that the address is "

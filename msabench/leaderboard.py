@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 from .comparisons import (Comparison, load_comparisons, render_comparisons,
                           render_variant_comparisons)
 from .errors import MsabenchError
-from .leaderboard_format import fmt as _fmt, read_toml as _read_toml
+from .leaderboard_format import fmt as _fmt, read_toml as _read_toml, row_label
 from .config import flatten, identity_view
 from .leaderboard_sections import (curves, figure_name, main_metric, render_curves,
                                    render_robustness, robustness_frame)
@@ -120,7 +120,7 @@ def render_setting(dataset: str, setting: str, group: Any,
     mapped = False
     usual = int(group.groupby(["method", "variant"]).size().mode().max())
     for (method, variant), rows in group.groupby(["method", "variant"], sort=True):
-        label = method if variant == "default" else f"{method} ({variant})"
+        label = row_label(method, variant)
         if (rows["kind"] == "probability-mapped").any():
             label += " †"
             mapped = True
@@ -312,7 +312,7 @@ def _spread_figure(dataset: str, setting: str, group: Any,
         return None
     rows = []
     for (method, variant), sub in group.groupby(["method", "variant"], sort=True):
-        label = method if variant == "default" else f"{method} ({variant})"
+        label = row_label(method, variant)
         rows.append((label, [float(v) for v in sub.sort_values("seed")[f"m:{metric}"].dropna()]))
     name = figure_name(dataset, setting, "spread")
     info = infos.get((dataset, metric), {})

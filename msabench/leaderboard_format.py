@@ -30,3 +30,8 @@ def fmt(value: float, info: Mapping[str, Any], std: float | None = None) -> str:
     if std is not None:
         text += " ± " + ("–" if math.isnan(std) else f"{std * scale:.{digits}f}")
     return text
+
+
+def row_label(method: str, variant: str) -> str:
+    """A leaderboard row's name: the method, with its variant in parentheses unless default."""
+    return method if variant == "default" else f"{method} ({variant})"

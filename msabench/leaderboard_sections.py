@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any, Iterable, Mapping
 
-from .leaderboard_format import fmt
+from .leaderboard_format import fmt, row_label
 
 #: the metric the curves, robustness tables and figures show, first present wins
 MAIN_METRICS = ("acc2_non0", "acc2", "acc2_has0")
@@ -115,16 +115,20 @@ def render_curves(dataset: str, setting: str, group: Any,
     return "\n".join(out)
 
 
+def _labelled(records: Iterable[Mapping[str, Any]], dataset: str,
+              setting: str) -> Iterable[tuple[str, Mapping[str, Any]]]:
+    """The robustness records of ``dataset``/``setting`` with their table row labels."""
+    for rec in records:
+        if rec["dataset"] == dataset and rec["setting"] == setting:
+            yield row_label(rec["method"], rec["variant"]), rec
+
+
 def robustness_frame(records: Iterable[Mapping[str, Any]], dataset: str, setting: str,
                      metric: str) -> dict[str, dict[str, list[float]]]:
     """``{row label: {perturbation: [value per seed]}}`` (``clean`` included); unsupported
     perturbations map to an empty list."""
     out: dict[str, dict[str, list[float]]] = {}
-    for rec in records:
-        if rec["dataset"] != dataset or rec["setting"] != setting:
-            continue
-        label = rec["method"] if rec["variant"] == "default" else \
-            f"{rec['method']} ({rec['variant']})"
+    for label, rec in _labelled(records, dataset, setting):
         row = out.setdefault(label, {})
         clean = (rec.get("clean") or {}).get(metric)
         if clean is not None:
@@ -143,11 +147,7 @@ def no_effect_cells(records: Iterable[Mapping[str, Any]], dataset: str,
     method does not read that input (e.g. word dropout on pre-extracted utterance vectors),
     so the cell says so instead of showing a change of zero as if it were robustness."""
     seen: dict[tuple[str, str], bool] = {}
-    for rec in records:
-        if rec["dataset"] != dataset or rec["setting"] != setting:
-            continue
-        label = rec["method"] if rec["variant"] == "default" else \
-            f"{rec['method']} ({rec['variant']})"
+    for label, rec in _labelled(records, dataset, setting):
         for p in rec.get("perturbations", []):
             if p.get("status") == "ok":
                 key = (label, p["name"])

@@ -26,9 +26,8 @@ from typing import ContextManager
 
 import torch
 
+from .config import PRECISIONS
 from .errors import ConfigError
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def check_precision(precision: object) -> str:

@@ -169,9 +169,13 @@ def _check_fields(data: Mapping[str, Any], where: str) -> None:
                                     f"a finite number or null (not applicable); {_FIX}")
 
 
+def run_leaf(method: str, variant: str) -> str:
+    """A run's folder name (and short name): ``method``, or ``method@variant``."""
+    return method if variant == "default" else f"{method}@{variant}"
+
+
 def run_dir(root: Path, dataset: str, setting: str, method: str, variant: str) -> Path:
-    leaf = method if variant == "default" else f"{method}@{variant}"
-    return Path(root) / dataset / setting / leaf
+    return Path(root) / dataset / setting / run_leaf(method, variant)
 
 
 def result_path(root: Path, dataset: str, setting: str, method: str, variant: str,

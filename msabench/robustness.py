@@ -214,9 +214,7 @@ def _absent(restored: Any, test: Any, p: Perturbation, result: Any,
 
     model, m = restored.model, p.modality
     entry: dict[str, Any] = {"name": p.name, "kind": p.kind, "modality": m, "value": None}
-    droppable = model.droppable_modalities() if hasattr(model, "droppable_modalities") \
-        else set()
-    if m not in droppable:
+    if m not in model.droppable_modalities():
         entry.update(status="unsupported", reason=(
             f"{result.method} cannot leave {m} out of its fusion (it declares no "
             f"modality drop; drop:{m} zeroes the input instead)"))

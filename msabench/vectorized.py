@@ -88,7 +88,9 @@ def refusal(plan: Any, spec: Any, seeds: list[int]) -> str | None:
     if config["train"].get("save_checkpoint"):  # the flag or the config key (plan applied it)
         return ("checkpoints (train.save_checkpoint / --save-checkpoint) are written by the "
                 "per-seed loop")
-    if spec.trackers:
+    from .tracking import tracker_names
+
+    if tracker_names(spec.trackers):  # --tracker, a grid's trackers or $MSABENCH_TRACKERS
         return "trackers follow the per-seed loop"
     return None
 

@@ -95,6 +95,13 @@ def test_bucketed_order_pools_and_leftover():
     batches = bucketed_order(lengths, 8, g, pool_batches=2)   # pools of 16 samples
     assert sorted(torch.cat(batches).tolist()) == list(range(100))
     assert sorted(len(b) for b in batches) == [4] + [8] * 12  # one short batch, not one per pool
+    # each batch is sorted out of one pool: its samples lie in one 16-sample slice of the
+    # epoch's permutation (the same generator state draws it)
+    perm = torch.randperm(100, generator=torch.Generator().manual_seed(0)).tolist()
+    pool_of = {i: perm.index(i) // 16 for i in range(100)}
+    assert all(len({pool_of[i] for i in b.tolist()}) == 1 for b in batches)
+    whole = bucketed_order(lengths, 8, torch.Generator().manual_seed(0), pool_batches=50)
+    assert any(len({pool_of[i] for i in b.tolist()}) > 1 for b in whole)
 
 
 def test_lengths_come_from_the_module_hook_else_the_transcripts():

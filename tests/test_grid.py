@@ -158,6 +158,7 @@ def test_ctrl_c_stops_a_local_grid(tmp_path, monkeypatch):
 
     def interrupted(spec, **kwargs):
         calls.append(spec.method)
+        kwargs["data_cache"]["loaded"] = object()  # as a real task leaves its dataset
         raise runner.RunInterrupted([])
 
     monkeypatch.setattr(runner, "run", interrupted)
@@ -177,17 +178,49 @@ def test_a_cluster_that_cannot_be_joined_is_a_clear_error(tmp_path, monkeypatch)
     from msabench import grid as grid_mod
     from msabench.errors import ConfigError
 
-    def refuse(*args, **kwargs):
-        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379")
+    # what ray.init raises: the cluster refuses the connection, or token mode is on and no
+    # token is found
+    for raised in (ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379"),
+                   ray.exceptions.AuthenticationError("no authentication token found")):
+        def refuse(*args, raised=raised, **kwargs):
+            raise raised
 
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", refuse)
+        monkeypatch.setattr(ray, "is_initialized", lambda: False)
+        monkeypatch.setattr(ray, "init", refuse)
+        grid = grid_mod.expand(_grid(tmp_path, variants=""))
+        with pytest.raises(ConfigError) as info:
+            grid_mod.run_ray(grid.tasks, address="10.0.0.9:6379")
+        message = str(info.value)
+        assert "--address 10.0.0.9:6379" in message and "ray status" in message
+        assert "RAY_AUTH_MODE=token" in message and str(raised) in message
+
+
+def test_every_ray_task_carries_the_drivers_environment(tmp_path, monkeypatch):
+    """run_ray puts the driver's MSABENCH_/HF_/MLFLOW_ variables into every task's payload:
+    the only way they reach the workers of a joined cluster (no runtime_env)."""
+    ray = pytest.importorskip("ray")
+    from msabench import grid as grid_mod
+
+    payloads = []
+
+    class Remote:
+        def options(self, **resources):
+            return self
+
+        def remote(self, payload):
+            payloads.append(payload)
+            return len(payloads)
+
+    monkeypatch.setenv("MSABENCH_GRID_PROBE", "driver")
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "remote", lambda **kwargs: lambda fn: Remote())
+    monkeypatch.setattr(ray, "wait", lambda refs, **kwargs: (refs[:1], refs[1:]))
+    monkeypatch.setattr(ray, "get", lambda ref: {"status": "ran", "seconds": 0.0})
     grid = grid_mod.expand(_grid(tmp_path, variants=""))
-    with pytest.raises(ConfigError) as info:
-        grid_mod.run_ray(grid.tasks, address="10.0.0.9:6379")
-    message = str(info.value)
-    assert "--address 10.0.0.9:6379" in message and "ray status" in message
-    assert "RAY_AUTH_MODE=token" in message
+    grid_mod.run_ray(grid.tasks)
+    assert len(payloads) == len(grid.tasks) == 4
+    assert all(p["env"]["MSABENCH_GRID_PROBE"] == "driver" for p in payloads)
+    assert [t.status for t in grid.tasks] == ["ran"] * 4
 
 
 def test_a_task_carries_the_drivers_environment(monkeypatch):

@@ -142,9 +142,6 @@ def test_resolution_and_the_cpu_notice(monkeypatch):
             printed.append(message)
 
     monkeypatch.setattr(prec, "cpu_has_native_bf16", lambda: False)
-    import msabench.training as training
-
-    monkeypatch.setattr(training, "precision_notice", prec.precision_notice)
     context = LoopContext(device=torch.device("cpu"), seed=0, train={"precision": "bf16"},
                           progress=Record())
     assert context.precision == "bf16" and context.precision == "bf16"

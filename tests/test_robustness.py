@@ -54,6 +54,10 @@ def test_every_builtin_method_is_evaluated_under_each_perturbation(method, tmp_p
             assert all(v is None or math.isfinite(v) for v in p["metrics"].values())
         else:
             assert p["reason"].startswith(method)
+    absent = {p["name"]: p for p in rec["perturbations"] if p["kind"] == "absent"}
+    assert set(absent) == {f"absent:{m}" for m in mods}
+    if method in DROPPABLE:  # the fusion-level drop really ran, for every modality
+        assert all(p["status"] == "ok" and p["removal"] == "dropped" for p in absent.values())
     # re-running skips what exists
     assert robustness.run([path], snrs=[10.0], word_dropout=[0.3])[0][1] == "skipped"
 
@@ -135,8 +139,8 @@ def test_cli_and_leaderboard_section(tmp_path):
 def test_a_perturbation_the_method_does_not_read_is_shown_as_no_effect():
     from msabench.leaderboard_sections import render_robustness
 
-    def record(method, seed, acc, words_effect):
-        return {"method": method, "dataset": "mosi", "setting": "utt", "variant": "default",
+    def record(method, seed, acc, words_effect, variant="default"):
+        return {"method": method, "dataset": "mosi", "setting": "utt", "variant": variant,
                 "seed": seed, "clean": {"acc2_non0": acc},
                 "perturbations": [
                     {"name": "words:0.1", "kind": "words", "modality": "text", "value": 0.1,
@@ -147,13 +151,16 @@ def test_a_perturbation_the_method_does_not_read_is_shown_as_no_effect():
 
     records = [record("sf", 1, 0.80, 0.0), record("sf", 2, 0.82, 0.0),
                # one seed with an effect of zero by chance is not "no effect"
-               record("tfn", 1, 0.80, 0.0), record("tfn", 2, 0.80, 0.01)]
+               record("tfn", 1, 0.80, 0.0), record("tfn", 2, 0.80, 0.01),
+               # a variant's row is matched by the same label as its numbers
+               record("sf", 1, 0.79, 0.0, "wd0"), record("sf", 2, 0.79, 0.0, "wd0")]
     page = render_robustness("mosi", "utt", records, {}, None)
     lines = page.splitlines()
     header = [c.strip() for c in next(x for x in lines if x.startswith("| Method")).split("|")]
     rows = {r.split("|")[1].strip(): dict(zip(header, [c.strip() for c in r.split("|")]))
-            for r in lines if r.startswith("| sf ") or r.startswith("| tfn ")}
+            for r in lines if r.startswith(("| sf ", "| tfn "))}
     assert rows["sf"]["words:0.1"] == "no effect"
+    assert rows["sf (wd0)"]["words:0.1"] == "no effect"
     assert rows["sf"]["drop:text"] != "no effect"
     assert rows["tfn"]["words:0.1"] not in ("no effect", "unsupported")
     assert "no effect" in page.split("|")[0]  # the legend explains it

@@ -210,6 +210,21 @@ def test_bf16_and_bucketing_fall_back_to_seed_by_seed(setting, says, tmp_path):
     assert all("vectorized" not in r for r in res.values())
 
 
+def test_trackers_named_in_the_environment_fall_back_to_seed_by_seed(system, tmp_path,
+                                                                   monkeypatch):
+    """$MSABENCH_TRACKERS names trackers as --tracker does: the stacked loop sends no epochs
+    to trackers, so those runs go seed by seed and every epoch reaches the tracker."""
+    from tests.all_hooks_plugin import ListTracker
+
+    ListTracker.EVENTS.clear()
+    monkeypatch.setenv("MSABENCH_TRACKERS", "toy-list")
+    notes = Notes()
+    res = _run(tmp_path, "sf", [1, 2], ["train.epochs=2", "train.patience=0"], True, notes)
+    assert any("--vectorize: trackers" in line for line in notes.lines), notes.lines
+    assert all("vectorized" not in r for r in res.values())
+    assert [e[0] for e in ListTracker.EVENTS].count("epoch") == 4  # 2 seeds x 2 epochs
+
+
 def test_resume_skips_finished_seeds_and_the_hash_ignores_vectorize(tmp_path):
     sets = ["model.dropout=0.0", "train.epochs=1"]
     first = _run(tmp_path, "sf", [1, 2], sets, True)

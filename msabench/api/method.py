@@ -143,6 +143,12 @@ class Method(nn.Module):
                                        role=f"{cls.name} {key.replace('_', ' ')}"))
         return needs
 
+    def sample_lengths(self, split: Any) -> Any:
+        """(N,) token count of each sample of ``split``, which ``train.bucket_by_length``
+        sorts by (:mod:`msabench.bucketing`); default None: the transcripts' word counts, or
+        the longest valid sequence. A method that tokenises returns its own counts."""
+        return None
+
     def droppable_modalities(self) -> set[str]:
         """The modalities ``forward`` can leave out of the fusion (:attr:`absent`); default
         none: the method cannot run without any of its modalities."""
