@@ -126,6 +126,28 @@ def test_lengths_come_from_the_module_hook_else_the_transcripts():
         sample_lengths(Wrong(1, 1), split)
 
 
+
+def test_the_loop_buckets_by_the_modules_own_lengths():
+    """``fit`` asks the trained module for its lengths (MAG-BERT: word pieces), not the word
+    counts: batches are homogeneous in the hook's lengths, which disagree with the words."""
+    split = _split(LENGTHS)
+    hooked_lengths = [(13 * i) % 29 + 1 for i in range(100)]   # unrelated to LENGTHS
+
+    class Hooked(nn.Linear):
+        def sample_lengths(self, split):
+            return torch.tensor(hooked_lengths)
+
+    recipe = Recipe(epochs=1, batch_size=16, select=None, bucket_by_length=True)
+    got = _order_seen(split, recipe, module=Hooked(3, 1))
+    hook = {f"s{i}": k for i, k in enumerate(hooked_lengths)}
+    words = {f"s{i}": k for i, k in enumerate(LENGTHS)}
+
+    def widest(lengths):
+        return max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in got)
+
+    assert widest(hook) <= 5
+    assert widest(words) > 10
+
 # ---------------------------------------------------------------- mag-bert padding
 TEXTS = ["the movie was unbelievable", "not fun", "i liked it very very very much the movie",
          "great", "bad movie", "the fun was not great"]

@@ -7,6 +7,7 @@ unchanged evaluator in stage 2 and for the two scalings.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -336,3 +337,26 @@ def test_cormult_on_real_mosi_detects_the_degenerate_shift(tmp_path):
     assert mce["b_degenerate"] and mce["strategies_used"] == ["A", "C"]
     assert res["metrics"]["test"]["acc2_non0"] > 0.6
     assert not math.isnan(mce["best_valid_loss"])
+
+
+def test_only_cormult_without_correlation_scaling_can_leave_a_modality_out():
+    """The correlation evaluator reads every modality, so with scaling on no modality is
+    droppable and ``without`` refuses, naming it; with ``correlation = none`` (plain MulT) a
+    left-out modality's inputs no longer matter."""
+    data = _data()
+    scaled = _method(data)
+    assert scaled.droppable_modalities() == set()
+    with pytest.raises(ValueError, match="cormult cannot leave audio out of its fusion"):
+        with scaled.without({"audio"}):
+            pass
+    plain = _method(data, correlation="none").eval()
+    assert plain.droppable_modalities() == set(data.info().modalities)
+    batch = data["test"].batch(torch.arange(6))
+    noisy = batch.features["audio"] + 5 * torch.randn_like(batch.features["audio"])
+    other = dataclasses.replace(batch, features={**batch.features, "audio": noisy})
+    with torch.no_grad():
+        full = plain(batch)["pred"]
+        with plain.without({"audio"}):
+            dropped, again = plain(batch)["pred"], plain(other)["pred"]
+    assert torch.equal(dropped, again)
+    assert not torch.allclose(dropped, full)

@@ -52,6 +52,9 @@ def test_every_builtin_method_is_evaluated_under_each_perturbation(method, tmp_p
         assert p["status"] in ("ok", "unsupported")
         if p["status"] == "ok":
             assert all(v is None or math.isfinite(v) for v in p["metrics"].values())
+            assert isinstance(p["no_effect"], bool)
+            if p["kind"] == "noise":   # 10 dB noise moves some prediction of every method
+                assert p["no_effect"] is False, p["name"]
         else:
             assert p["reason"].startswith(method)
     absent = {p["name"]: p for p in rec["perturbations"] if p["kind"] == "absent"}

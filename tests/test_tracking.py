@@ -144,3 +144,40 @@ def test_mlflow_receives_each_epoch_while_the_seed_trains(tmp_path, monkeypatch)
         progress=Progress(quiet=True))
     assert seen == [(1, True, [1], "RUNNING", False), (2, True, [1, 2], "RUNNING", False),
                     (3, True, [1, 2, 3], "RUNNING", False)]
+
+
+def test_histories_not_sent_live_are_replayed_once_when_the_seed_finishes():
+    """A pretrainer with its own loop (no ``context.fit``) logs a history that never came
+    live: ``finish`` sends it (and the supervised history) before the result, named by its
+    path in the pretraining log; a stage that did come live is not sent twice."""
+    from msabench.tracking import Trackers
+
+    class Recorder:
+        name = "recorder"
+
+        def __init__(self):
+            self.events = []
+
+        def log_epoch(self, stage, row):
+            self.events.append(("epoch", stage, row["epoch"]))
+
+        def finish(self, result):
+            self.events.append(("finish",))
+
+    result = {"pretraining": {"ae": {"stage1": {"history": [{"epoch": 1}, {"epoch": 2}]},
+                                     "note": "not a history"},
+                              "mce": {"history": [{"epoch": 1}]}},
+              "history": [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]}
+    rec = Recorder()
+    Trackers([rec]).finish(result)
+    assert rec.events == [("epoch", "ae.stage1", 1), ("epoch", "ae.stage1", 2),
+                          ("epoch", "mce", 1), ("epoch", "train", 1), ("epoch", "train", 2),
+                          ("epoch", "train", 3), ("finish",)]
+    # mce's and the supervised epochs came live: only ae's history is replayed
+    rec = Recorder()
+    trackers = Trackers([rec])
+    trackers.log_epoch("mce.contrastive", {"epoch": 1})
+    trackers.log_epoch("train", {"epoch": 1})
+    rec.events.clear()
+    trackers.finish(result)
+    assert rec.events == [("epoch", "ae.stage1", 1), ("epoch", "ae.stage1", 2), ("finish",)]
