@@ -195,6 +195,46 @@ def test_nothing_of_size_heads_by_length_squared_is_kept(monkeypatch):
         assert sizes and max(sizes) <= b * tq * tk, (dropout, max(sizes))
 
 
+def _tiny_mask(future):
+    """3 x 4 (query, key) pairs; sample 1 has 2 keys, sample 2 none."""
+    keys = torch.arange(4) < torch.tensor([4, 2, 0, 3])[:, None]
+    return tr.AttentionMask(keys, torch.tensor([1, 0, 0, 2]) if future else None, 3, 4)
+
+
+@pytest.mark.parametrize("future", [False, True])
+def test_attention_over_a_few_steps_is_one_plain_sdpa_call(monkeypatch, future):
+    """At most ``SMALL_PAIRS`` pairs per sample and head (utterance features: 1 x 1) skip the
+    blocked kernel: no dropout -> the blocked kernel's numbers (fp32 rounding) with key
+    padding, future offsets and an empty source; dropout -> softmax, ``F.dropout``, @ v, the
+    very draws ``F.dropout`` makes from torch's generator (the reference's stream)."""
+    q, k, v = _qkv(torch.float32, b=4, h=2, tq=3, tk=4, d=4)
+    allowed = _tiny_mask(future)
+    assert 3 * 4 <= tr.SMALL_PAIRS
+    monkeypatch.setattr(tr._BlockAttention, "apply", None)    # the plain path must not use it
+    got = tr.attend(q, k, v, allowed, 0.0)
+    grad = torch.randn_like(got)
+    g_got = torch.autograd.grad(got, (q, k, v), grad)
+    monkeypatch.undo()
+    monkeypatch.setattr(tr, "SMALL_PAIRS", 0)                  # the blocked kernel
+    want = tr.attend(q, k, v, allowed, 0.0)
+    g_want = torch.autograd.grad(want, (q, k, v), grad)
+    assert (got - want).abs().max() <= 2e-6 and torch.all(got[2] == 0)
+    for a, b in zip(g_got, g_want):
+        assert torch.isfinite(a).all() and (a - b).abs().max() <= 2e-5
+    monkeypatch.undo()
+    torch.manual_seed(11)
+    dropped = tr.attend(q, k, v, allowed, 0.4)
+    scores = torch.matmul(q, k.transpose(-1, -2)) / 2.0       # d_h = 4
+    dense = allowed.dense()
+    if dense is not None:
+        scores = scores.masked_fill(~dense, float("-inf"))
+    torch.manual_seed(11)
+    weights = F.dropout(torch.softmax(scores, -1), 0.4, training=True)
+    explicit = torch.matmul(weights, v).masked_fill(allowed.empty.view(-1, 1, 1, 1), 0.0)
+    assert not torch.equal(dropped, got)
+    assert (dropped - explicit).abs().max() <= 2e-6
+
+
 def test_length_groups_match_the_padded_batch(monkeypatch):
     """Grouping by length and cutting padding changes nothing at valid steps (fp32)."""
     feats, masks, _ = _inputs(batch=9, seed=5)

@@ -79,6 +79,10 @@ CHUNK_ELEMENTS = 1 << 24
 QUERY_BLOCKS = (256, 128, 64)
 #: ... each extra block counted as this many score elements of work (its ~25 torch calls)
 BLOCK_COST = 1 << 19
+#: CPU attention over at most this many (query, key) pairs per sample and head (utterance-level
+#: inputs: 1 x 1) is one plain ``scaled_dot_product_attention`` call: its weights are a few
+#: numbers per sample, and the blocked kernel's per-call planning would cost more than them
+SMALL_PAIRS = 16
 
 
 class AttentionMask:
@@ -300,15 +304,17 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMas
            dropout: float) -> torch.Tensor:
     """softmax(q k^T / sqrt(d_h), masked) with dropout on the weights, times v: (B, H, Tq, d_h).
 
-    Off CPU: one ``F.scaled_dot_product_attention`` call (torch's fused kernels, dropout
-    included; the mask is (B, 1, Tq, Tk), broadcast over the heads). On CPU:
+    Off CPU, and on CPU when a sample has at most ``SMALL_PAIRS`` (query, key) pairs per head
+    (one-step utterance features): one ``F.scaled_dot_product_attention`` call (torch's fused
+    kernels, dropout included, drawn as ``F.dropout`` draws; the mask is (B, 1, Tq, Tk),
+    broadcast over the heads). Otherwise on CPU:
     :class:`_BlockAttention`, in blocks (a batch chunk x a range of query rows, at most
     ``CHUNK_ELEMENTS`` weights; see :func:`_plan`) over only the keys the block's queries may see (padded keys
     past every sample's end and, under a future mask, keys after the block's last visible
     step are skipped). Dropout draws a different random stream from ``F.dropout`` (same rate
     up to 7.7e-6, same places; see :func:`_dropped`). Samples without any key give zeros.
     """
-    if q.device.type != "cpu":
+    if q.device.type != "cpu" or q.shape[2] * k.shape[2] <= SMALL_PAIRS:
         out = _sdpa(q, k, v, mask.dense() if mask is not None else None, dropout)
     else:
         if mask is None:
