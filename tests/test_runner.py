@@ -44,6 +44,58 @@ def test_same_seed_same_metrics_other_seed_differs(registry, tmp_path):
     assert a[0].test != c[0].test
 
 
+@pytest.mark.parametrize("kind,extra", [("Adam", {}), ("AdamW", {"eps": 1e-6})])
+def test_the_multi_tensor_adam_update_is_the_single_tensor_one_bit_for_bit(kind, extra):
+    """The built-in optimisers pass ``foreach=True`` (faster on CPU, where torch defaults to
+    one tensor at a time); results made with the single-tensor update stay reproducible
+    because both give the same bits: weight decay and two parameter groups included."""
+    g = torch.Generator().manual_seed(0)
+    shapes = [(40, 40), (40,), (3, 40, 5), (1,)]
+    weights = [torch.randn(s, generator=g) for s in shapes]
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(6)]
+
+    def trained(foreach):
+        params = [torch.nn.Parameter(w.clone()) for w in weights]
+        opt = getattr(torch.optim, kind)([{"params": params[:2], "weight_decay": 0.01},
+                                          {"params": params[2:], "lr": 3e-3}],
+                                         lr=1e-3, foreach=foreach, **extra)
+        for step in grads:
+            for p, grad in zip(params, step):
+                p.grad = grad.clone()
+            opt.step()
+        return params
+
+    single, multi = trained(False), trained(True)
+    for a, b, w in zip(single, multi, weights):
+        assert torch.equal(a, b) and not torch.equal(a, w)
+
+
+def test_a_run_with_the_multi_tensor_update_equals_one_with_the_single_tensor_update(
+        registry, tmp_path, monkeypatch):
+    from msabench.api.method import Method
+
+    real = Method.configure_optimizer
+    used = []
+
+    def configured(self, train, foreach=None):
+        opt = real(self, train)
+        if foreach is not None:
+            for group in opt.param_groups:
+                group["foreach"] = foreach
+        used.append(opt.param_groups[0]["foreach"])
+        return opt
+
+    monkeypatch.setattr(Method, "configure_optimizer", configured)
+    [multi] = run(_spec(tmp_path, seeds=[5], out=tmp_path / "a", epochs=3), registry=registry,
+                  progress=QUIET)
+    monkeypatch.setattr(Method, "configure_optimizer",
+                        lambda self, train: configured(self, train, foreach=False))
+    [single] = run(_spec(tmp_path, seeds=[5], out=tmp_path / "b", epochs=3), registry=registry,
+                   progress=QUIET)
+    assert used == [True, False]
+    assert multi.test == single.test
+
+
 def test_training_learns_and_beats_trivial_baselines(registry, tmp_path):
     [o] = run(_spec(tmp_path), registry=registry, progress=QUIET)
     res = json.loads(o.path.read_text())

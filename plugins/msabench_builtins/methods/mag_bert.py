@@ -235,7 +235,7 @@ class MAGBert(Method):
             {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
         ]
         return torch.optim.AdamW([g for g in groups if g["params"]], lr=float(train["lr"]),
-                                 eps=float(self.config["adam_eps"]))
+                                 eps=float(self.config["adam_eps"]), foreach=True)
 
     def configure_scheduler(self, optimizer: torch.optim.Optimizer, train: Mapping[str, Any],
                             steps_per_epoch: int) -> Schedule:

@@ -312,7 +312,8 @@ class DEC(Pretrainer):
         # last epoch's weights go on; every sample, labelled or not)
         started = time.perf_counter()
         params = list(net.encoder.parameters()) + list(net.decoder.parameters())
-        opt = torch.optim.Adam(params, lr=float(c["stage1_lr"]), weight_decay=float(c["weight_decay"]))
+        opt = torch.optim.Adam(params, lr=float(c["stage1_lr"]), weight_decay=float(c["weight_decay"]),
+                               foreach=True)
         w1 = {"alpha": float(c["stage1_alpha"]), "gamma": float(c["stage1_gamma"]), "beta": 0.0}
         bs = int(c["batch_size"])
         stage1 = context.fit(
@@ -343,7 +344,8 @@ class DEC(Pretrainer):
         # target_interval-th epoch and fixed in between
         started = time.perf_counter()
         params = params + [net.centres]
-        opt = torch.optim.Adam(params, lr=float(c["stage2_lr"]), weight_decay=float(c["weight_decay"]))
+        opt = torch.optim.Adam(params, lr=float(c["stage2_lr"]), weight_decay=float(c["weight_decay"]),
+                               foreach=True)
         w2 = {"alpha": float(c["stage2_alpha"]), "gamma": float(c["stage2_gamma"]),
               "beta": float(c["stage2_beta"])}
         p_full = torch.zeros(len(train), k, device=device)

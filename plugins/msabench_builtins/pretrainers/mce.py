@@ -267,7 +267,7 @@ class MCEPretrainer(Pretrainer):
                           **{k: float(v.detach()) for k, v in terms.items()}}
 
         started = time.perf_counter()
-        opt = torch.optim.Adam(mce.parameters(), lr=float(c["lr"]))
+        opt = torch.optim.Adam(mce.parameters(), lr=float(c["lr"]), foreach=True)
         fitted = context.fit(
             mce, train, step=step, optimizer=opt,
             score=lambda: self.evaluate(mce, valid_triplets, device),

@@ -178,7 +178,7 @@ class UnimodalFinetune(Pretrainer):
         if not params:
             raise ConfigError(f"boost-mtl step 1: the {m} branch and head have no trainable "
                               "weights")
-        optimizer = torch.optim.Adam(model.param_groups(params, lr))
+        optimizer = torch.optim.Adam(model.param_groups(params, lr), foreach=True)
 
         def target_of(batch: Any) -> torch.Tensor:
             return batch.label if target == "label" else batch.unimodal[target]
