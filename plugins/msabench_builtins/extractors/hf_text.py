@@ -147,6 +147,12 @@ class HFTextExtractor(HFModelExtractor):
                               padding="longest", return_tensors="pt")
         return dict(batch.items())
 
+    def token_lengths(self, raw: Sequence[str]) -> torch.Tensor:
+        """(N,) int64: the word pieces of each text after truncation to ``max_length``, i.e.
+        what :meth:`prepare` pads each text from (``train.bucket_by_length`` sorts by it)."""
+        ids = self._tokenize(self._check_texts(raw))["input_ids"]
+        return torch.tensor([len(x) for x in ids], dtype=torch.long)
+
     def prepare(self, raw: Sequence[str]) -> dict[str, torch.Tensor]:
         """Token ids, attention mask (and token types) of N texts, padded to the longest."""
         texts = self._check_texts(raw)

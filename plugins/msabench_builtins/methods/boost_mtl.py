@@ -303,16 +303,15 @@ class BoostMTL(Method):
         return []
 
     def sample_lengths(self, split: Any) -> torch.Tensor | None:
-        """Word pieces per transcript when the text branch runs an ``hf-text`` encoder (what
-        ``train.bucket_by_length`` sorts by; each batch is padded to its longest, see
-        ``hf-text``); None otherwise (the loop's default lengths)."""
+        """Word pieces per transcript when the text branch runs an encoder that counts them
+        (an extractor with ``token_lengths(texts)``, as ``hf-text``: what
+        ``train.bucket_by_length`` sorts by; each batch is padded to its longest); None
+        otherwise (the loop's default lengths)."""
         branch = self.branches["text"] if "text" in self.branches else None
-        extractor = getattr(branch, "extractor", None)
-        if extractor is None or getattr(extractor, "name", "") != "hf-text" \
-                or split.texts is None:
+        count = getattr(getattr(branch, "extractor", None), "token_lengths", None)
+        if count is None or split.texts is None:
             return None
-        ids = extractor._tokenize([str(t) for t in split.texts])["input_ids"]
-        return torch.tensor([len(x) for x in ids], dtype=torch.long)
+        return count([str(t) for t in split.texts])
 
     def encoder_parameters(self) -> set[int]:
         return {id(p) for b in self.branches.values() if b.extractor is not None
