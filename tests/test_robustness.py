@@ -65,6 +65,17 @@ def test_every_builtin_method_is_evaluated_under_each_perturbation(method, tmp_p
     assert robustness.run([path], snrs=[10.0], word_dropout=[0.3])[0][1] == "skipped"
 
 
+def test_no_effect_is_computed_from_the_predictions(tmp_path):
+    """sf on one-step text features reads no transcript: word dropout cannot change its
+    input, so every prediction is unchanged and the entry says so; noise does change them."""
+    one_step = {**TINY, "data": {"options": {**TINY_SYNTH, "text_len": 1}}}
+    path = _trained(tmp_path, "sf", "synthetic-mosi", one_step)
+    record, _ = robustness.evaluate_result(path, snrs=[10.0], word_dropout=[0.5])
+    entries = {p["name"]: p for p in record["perturbations"]}
+    assert entries["words:0.5"]["status"] == "ok" and entries["words:0.5"]["no_effect"] is True
+    assert entries["noise:text@10dB"]["no_effect"] is False
+
+
 def test_a_method_that_needs_a_modality_says_so(tmp_path, monkeypatch):
     from msabench_builtins.methods.sf import SF
 
