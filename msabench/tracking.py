@@ -15,9 +15,13 @@ For each seed the runner calls, in order:
                     (``epoch``, ``train_loss``, ``valid_<metric>`` ...); ``stage`` is
                     ``"train"`` for supervised training and ``<pretrainer>.<fit>`` for a
                     pretraining stage's fit (``dec.stage-1-autoencoder``, ``mce.contrastive``,
-                    ``unimodal.step-1-text``). A pretraining stage that trains without the
-                    shared loop has its logged ``history`` sent at the end of the seed instead
-                    (stage: its path in the log, e.g. ``mystage.history`` -> ``mystage``)
+                    ``unimodal.step-1-text``). A stage that trains in its own loop sends
+                    its epochs live with ``context.log_epoch(name, row)``. Otherwise each
+                    ``history`` list in the stage's log that no live fit accounts for is sent
+                    at the end of the seed (stage: its path in the log, e.g.
+                    ``mystage.part2.history`` -> ``mystage.part2``); a live fit accounts for a
+                    logged history of the same pretrainer with the same ``epoch`` sequence,
+                    each live fit for one history, in order
 ``finish(result)``  the result file's content (a dict: ``metrics``, ``heads``,
                     ``best_epoch``, ``wall_time_s`` ...); ``fail(error)`` instead when the
                     seed raised (the result file is not written then)
@@ -76,7 +80,8 @@ class Trackers:
     def __init__(self, trackers: Sequence[Tracker], progress: Any = None) -> None:
         self.trackers = list(trackers)
         self.progress = progress
-        self.live: set[str] = set()  # the top-level stages whose epochs were sent live
+        #: the epoch numbers sent live, per stage name (``train``, ``dec.stage-1-autoencoder``)
+        self.live: dict[str, list[Any]] = {}
 
     def _call(self, method: str, *args: Any) -> None:
         for tracker in list(self.trackers):
@@ -94,16 +99,15 @@ class Trackers:
 
     def log_epoch(self, stage: str, row: Mapping[str, Any]) -> None:
         """One epoch, live (the runner passes this to the loop context)."""
-        self.live.add(stage.split(".", 1)[0])
+        self.live.setdefault(stage, []).append(row.get("epoch"))
         self._call("log_epoch", stage, row)
 
     def finish(self, result: Any) -> None:
         data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
         # histories that did not come live (a stage with its own loop) are sent now
-        for stage, rows in _histories(data.get("pretraining") or {}):
-            if stage.split(".", 1)[0] not in self.live:
-                for row in rows:
-                    self._call("log_epoch", stage, row)
+        for stage, rows in self._not_live(_histories(data.get("pretraining") or {})):
+            for row in rows:
+                self._call("log_epoch", stage, row)
         if "train" not in self.live:
             for row in data.get("history") or []:
                 self._call("log_epoch", "train", row)
@@ -111,6 +115,24 @@ class Trackers:
 
     def fail(self, error: BaseException) -> None:
         self._call("fail", error)
+
+    def _not_live(self, logged: list[tuple[str, list]]) -> list[tuple[str, list]]:
+        """The logged histories no live fit accounts for: each live stage of a pretrainer
+        accounts for the first unmatched history of that pretrainer with the same epoch
+        numbers (a fit's history may be stored under another path, or with renamed terms)."""
+        unused: dict[str, list[list[Any]]] = {}
+        for stage, epochs in self.live.items():
+            if stage != "train":
+                unused.setdefault(stage.split(".", 1)[0], []).append(epochs)
+        out = []
+        for stage, rows in logged:
+            candidates = unused.get(stage.split(".", 1)[0], [])
+            epochs = [row.get("epoch") for row in rows]
+            if epochs in candidates:
+                candidates.remove(epochs)
+            else:
+                out.append((stage, rows))
+        return out
 
 
 def open_trackers(names: Sequence[str], registry: Any, progress: Any = None) -> Trackers:

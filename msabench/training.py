@@ -338,6 +338,10 @@ class LoopContext(RunContext):
             task.done()
         return result
 
+    def log_epoch(self, name: str, row: Mapping[str, Any]) -> None:
+        if self.on_epoch is not None:
+            self.on_epoch(stage_name(self.stage, name), dict(row))
+
     def evaluate(self, model: Method, split: SplitData,
                  batch_size: int | None = None) -> Evaluation:
         bs = int(batch_size or self.train.get("eval_batch_size", 256))

@@ -181,3 +181,98 @@ def test_histories_not_sent_live_are_replayed_once_when_the_seed_finishes():
     rec.events.clear()
     trackers.finish(result)
     assert rec.events == [("epoch", "ae.stage1", 1), ("epoch", "ae.stage1", 2), ("finish",)]
+
+
+class _Recorder:
+    name = "recorder"
+
+    def __init__(self):
+        self.events = []
+
+    def log_epoch(self, stage, row):
+        self.events.append((stage, row["epoch"]))
+
+    def finish(self, result):
+        self.events.append(("finish",))
+
+
+def _mixed_pretrainer(context, live_part2: bool) -> dict:
+    """A pretrainer ("mix") that trains part 1 through ``context.fit`` and part 2 in its own
+    loop, reporting part 2's epochs with ``context.log_epoch`` when ``live_part2``."""
+    import torch
+    from torch import nn
+
+    from msabench.api import Recipe, SplitData
+
+    torch.manual_seed(0)
+    split = SplitData(ids=[str(i) for i in range(8)], features={"text": torch.randn(8, 1, 3)},
+                      lengths={"text": torch.ones(8, dtype=torch.long)},
+                      labels=torch.randn(8))
+    net = nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+
+    def step(batch):
+        loss = (net(batch.features["text"][:, 0]).squeeze(-1) - batch.label).pow(2).mean()
+        return loss, {"loss": loss.detach()}
+
+    part1 = context.fit(net, split, step=step, optimizer=optimizer,
+                        recipe=Recipe(epochs=2, batch_size=4, select=None), name="part 1")
+    part2 = []
+    for epoch in (1, 2, 3):  # its own loop
+        optimizer.zero_grad()
+        loss, _ = step(split.batch(torch.arange(8)))
+        loss.backward()
+        optimizer.step()
+        row = {"epoch": epoch, "loss": float(loss.detach())}
+        part2.append(row)
+        if live_part2:
+            context.log_epoch("part 2", row)
+    # part 1 is stored with renamed terms under its own path, as dec does
+    return {"part1": {"history": [{"epoch": r["epoch"], "total": r["train_loss"]}
+                                  for r in part1.history]},
+            "part2": {"history": part2}}
+
+
+@pytest.mark.parametrize("live_part2", [False, True])
+def test_a_pretrainer_that_trains_partly_in_its_own_loop_loses_no_epoch(live_part2):
+    """Part 1 (context.fit) comes live; part 2 (its own loop) comes live through
+    ``context.log_epoch`` or, when it does not report, is replayed from the log when the seed
+    finishes; no epoch is sent twice (the replay used to skip every history of a pretrainer
+    that had sent anything live)."""
+    import torch
+
+    from msabench.progress import Progress as P
+    from msabench.tracking import Trackers
+    from msabench.training import LoopContext
+
+    rec = _Recorder()
+    trackers = Trackers([rec])
+    context = LoopContext(device=torch.device("cpu"), seed=1, train={},
+                          progress=P(quiet=True))
+    context.on_epoch = trackers.log_epoch
+    context.stage = "mix"
+    log = _mixed_pretrainer(context, live_part2)
+    context.stage = None
+    trackers.log_epoch("train", {"epoch": 1})
+    trackers.finish({"pretraining": {"mix": log}, "history": [{"epoch": 1}]})
+    part2 = ("mix.part-2", "mix.part2")[not live_part2]
+    assert rec.events == [("mix.part-1", 1), ("mix.part-1", 2), *(
+        [(part2, e) for e in (1, 2, 3)] if live_part2 else []), ("train", 1),
+        *([] if live_part2 else [(part2, e) for e in (1, 2, 3)]), ("finish",)]
+
+
+def test_each_live_fit_accounts_for_one_logged_history_only():
+    """Two logged histories with the same epochs, one fit live: the other is replayed."""
+    from msabench.tracking import Trackers
+
+    rec = _Recorder()
+    trackers = Trackers([rec])
+    trackers.log_epoch("ae.first", {"epoch": 1})
+    trackers.log_epoch("ae.first", {"epoch": 2})
+    trackers.log_epoch("train", {"epoch": 1})
+    rec.events.clear()
+    rows = [{"epoch": 1}, {"epoch": 2}]
+    trackers.finish({"pretraining": {"ae": {"a": {"history": rows}, "b": {"history": rows},
+                                            "c": {"history": rows[:1]}}},
+                     "history": [{"epoch": 1}]})
+    assert rec.events == [("ae.b", 1), ("ae.b", 2), ("ae.c", 1), ("finish",)]

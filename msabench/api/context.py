@@ -183,3 +183,10 @@ class RunContext(ABC):
     def evaluate(self, model: "Method", split: "SplitData",
                  batch_size: int | None = None) -> Evaluation:
         """Every head of ``model`` on ``split`` with the run's metrics."""
+
+    def log_epoch(self, name: str, row: Mapping[str, Any]) -> None:
+        """Report one epoch of a stage that trains in its own loop instead of :meth:`fit`
+        (``row``: its history row, e.g. ``{"epoch": 3, "train_loss": 0.41}``), as the epoch
+        ends. The run's trackers receive it live, named like a :meth:`fit` of the same
+        ``name``. Epochs trained through :meth:`fit` are reported already; do not repeat them
+        here. This base implementation reports nowhere."""
