@@ -44,11 +44,11 @@ case, threads, data_dir, batches, repeats, full = (sys.argv[1], int(sys.argv[2])
 spec = json.loads(sys.argv[7])
 torch.set_num_threads(threads)
 from msabench.api import Components
-from msabench.bucketing import bucketed_order
+from msabench.bucketing import sample_lengths
 from msabench.config import method_defaults
 from msabench.plugins import get_registry
 from msabench.runner import metric_classes
-from msabench.training import evaluate, seed_everything
+from msabench.training import epoch_order, evaluate, seed_everything
 reg = get_registry()
 data = reg.load("dataset", "mosi")(setting="utt-clean", data_dir=data_dir).load()
 cls = reg.load("method", "mag-bert")
@@ -62,13 +62,10 @@ model = cls(data.info(), model_cfg, Components(reg))
 train = data["train"]
 opt = model.configure_optimizer(train_cfg)
 sched = model.configure_scheduler(opt, train_cfg, train.num_batches(bs))
-lengths = model.sample_lengths(train)           # tokenises every transcript once (cached)
+lengths = sample_lengths(model, train)          # tokenises every transcript once (cached)
 g = torch.Generator().manual_seed(0)
-if spec.get("bucket"):
-    order = bucketed_order(lengths, bs, g)
-else:
-    perm = torch.randperm(len(train), generator=g)
-    order = [perm[i:i + bs] for i in range(0, len(train), bs)]
+# the batches the training loop draws in epoch 1 for seed 0, by the loop's own function
+order = epoch_order(train, bs, g, lengths if spec.get("bucket") else None)
 pad = model.pad_to or 0
 padded = sum(len(i) * max(int(lengths[i].max()), pad) for i in order) / len(train)
 real = float(lengths.float().mean())

@@ -168,10 +168,12 @@ def stack_batches(batches: list[Any]) -> dict[str, Any]:
 
 def seed_batches(trains: list[Any], batch_size: int, generators: list[Any]) -> Iterator[list]:
     """One epoch of each seed's own shuffled batches, step by step: exactly the batches the
-    solo loop draws (``train.batches(batch_size, shuffle=True, generator=...)``)."""
-    iterators = [t.batches(batch_size, shuffle=True, generator=g)
-                 for t, g in zip(trains, generators)]
-    yield from zip(*iterators, strict=True)
+    solo loop draws (:func:`msabench.training.epoch_order` without bucketing)."""
+    from .training import epoch_order
+
+    orders = [epoch_order(t, batch_size, g) for t, g in zip(trains, generators)]
+    for indices in zip(*orders, strict=True):
+        yield [t.batch(i) for t, i in zip(trains, indices)]
 
 
 def _clip_per_seed(params: list[Any], max_norm: float) -> None:

@@ -173,6 +173,19 @@ def _step_schedule(schedule: Schedule | None, row: Mapping[str, Any]) -> None:
         schedule.scheduler.step()
 
 
+def epoch_order(train: SplitData, batch_size: int, generator: torch.Generator,
+                lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """The index tensors of one training epoch's batches, in the order :func:`fit` trains
+    them: shuffled batches (one ``randperm`` from ``generator``), or, given per-sample
+    ``lengths`` (``recipe.bucket_by_length``), :func:`msabench.bucketing.bucketed_order`.
+    Benchmarks use it to replay exactly the loop's batches."""
+    if lengths is None:
+        return train.batch_indices(batch_size, shuffle=True, generator=generator)
+    from .bucketing import bucketed_order
+
+    return bucketed_order(lengths, batch_size, generator)
+
+
 def fit(module: nn.Module, train: SplitData, valid: SplitData | None = None, *, step: StepFn,
         optimizer: torch.optim.Optimizer, recipe: Recipe, device: torch.device, seed: int,
         score: ScoreFn | None = None, schedule: Schedule | None = None,
@@ -210,13 +223,8 @@ def fit(module: nn.Module, train: SplitData, valid: SplitData | None = None, *, 
             m.eval()
         sums: dict[str, float] = {}
         seen = 0
-        if lengths is None:
-            batches = train.batches(recipe.batch_size, shuffle=True, generator=generator)
-        else:
-            from .bucketing import bucketed_batches
-
-            batches = bucketed_batches(train, recipe.batch_size, lengths, generator)
-        for batch in batches:
+        for index in epoch_order(train, recipe.batch_size, generator, lengths):
+            batch = train.batch(index)
             if len(batch) < 2 and len(train) > 1:
                 continue  # a lone leftover sample breaks BatchNorm; it is seen in other epochs
             batch = batch.to(device)

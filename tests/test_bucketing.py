@@ -14,7 +14,7 @@ from msabench.api import Recipe, SplitData
 from msabench.bucketing import bucketed_order, default_lengths, sample_lengths
 from msabench.errors import ConfigError
 from msabench.runner import Progress, RunSpec, run
-from msabench.training import fit
+from msabench.training import epoch_order, fit
 from tests.test_baselines_mag import _data as mag_data
 from tests.test_baselines_mag import _method as mag_method
 from tests.test_baselines_mag import tiny_bert  # noqa: F401  (fixture)
@@ -147,6 +147,21 @@ def test_the_loop_buckets_by_the_modules_own_lengths():
 
     assert widest(hook) <= 5
     assert widest(words) > 10
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_epoch_order_is_the_loops_own_order(bucket):
+    """``epoch_order`` (what benchmarks replay) gives exactly the batches ``fit`` trains, in
+    order, epoch after epoch, with and without bucketing."""
+    split = _split(LENGTHS)
+    recipe = Recipe(epochs=3, batch_size=16, select=None, bucket_by_length=bucket)
+    got = _order_seen(split, recipe)
+    g = torch.Generator().manual_seed(7)
+    lengths = sample_lengths(nn.Linear(3, 1), split) if bucket else None
+    want = [[f"s{int(i)}" for i in index] for _ in range(3)
+            for index in epoch_order(split, 16, g, lengths)]
+    assert got == want and len(want) == 3 * 7
+
 
 # ---------------------------------------------------------------- mag-bert padding
 TEXTS = ["the movie was unbelievable", "not fun", "i liked it very very very much the movie",

@@ -211,14 +211,22 @@ class SplitData:
             index=idx,
         )
 
-    def batches(self, batch_size: int, *, shuffle: bool = False,
-                generator: torch.Generator | None = None,
-                drop_last: bool = False) -> Iterator[Batch]:
+    def batch_indices(self, batch_size: int, *, shuffle: bool = False,
+                      generator: torch.Generator | None = None,
+                      drop_last: bool = False) -> list[torch.Tensor]:
+        """The sample indices of each batch of :meth:`batches`, in order (one ``randperm``
+        draw from ``generator`` when shuffling)."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - (n % batch_size) if drop_last and n > batch_size else n
-        for start in range(0, stop, batch_size):
-            yield self.batch(order[start:start + batch_size])
+        return [order[start:start + batch_size] for start in range(0, stop, batch_size)]
+
+    def batches(self, batch_size: int, *, shuffle: bool = False,
+                generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[Batch]:
+        for index in self.batch_indices(batch_size, shuffle=shuffle, generator=generator,
+                                        drop_last=drop_last):
+            yield self.batch(index)
 
     def num_batches(self, batch_size: int) -> int:
         return math.ceil(len(self) / batch_size)
