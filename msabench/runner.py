@@ -77,12 +77,14 @@ def run(spec: RunSpec, registry: Registry | None = None, progress: Progress | No
     is keyed by everything loading depends on (see :func:`data_key`)."""
     from .plugins import get_registry
 
+    from .allocator import keep_freed_memory
     from .training import set_threads
 
     registry = registry or get_registry()
     plan = prepare(spec, registry)
     progress = progress or Progress(quiet=spec.quiet)
     threads = set_threads(spec.threads)
+    keep_freed_memory()  # no page faults for the same large temporaries every step
     if plan.capped:
         what = "--smoke" if spec.smoke else f"--epochs {spec.epochs}"
         progress.print(f"{what} sets {', '.join(plan.capped)}"
