@@ -2,7 +2,7 @@
 
     python benchmarks/bench_reference.py [--models tfn,mult] [--mult-batch 16]
                                          [--recipe-steps 1] [--repeats 3] [--threads 2]
-                                         [--quick]
+                                         [--quick] [--glibc-malloc]
 
 Side by side in one run, on identical MOSI-shaped unaligned batches (text 50 x 768, audio
 375 x 5, vision 500 x 20, zero-padded with per-sample lengths, one full-length row per batch),
@@ -29,7 +29,9 @@ What each side does per step, as written:
   dropout kernel with it (``fusions/_transformer.py``). Reference: yaohungt's forward as
   written (no padding masks, every attention map materialised and kept for the backward pass).
 
-Each (model, side, batch) runs in a fresh child process: one warm-up step, whose peak memory
+Each (model, side, batch) runs in a fresh child process, with freed memory kept in the process
+as ``msabench run`` does (``msabench/allocator.py``; ``--glibc-malloc``: glibc's defaults, for
+every side alike): one warm-up step, whose peak memory
 is reported -- the rise of the process's peak resident set over its resident set just before
 the step (VmHWM - VmRSS, Linux ``/proc/self/status``; it counts every allocation, torch's
 included) -- then ``--repeats`` rounds of ``--steps`` timed steps; the table shows the median
@@ -329,11 +331,20 @@ def main() -> None:
                              "step is timed and gives the memory, to halve the run)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 repeat, 2 TFN steps, MulT at batch 4, no 128 row")
+    parser.add_argument("--glibc-malloc", action="store_true",
+                        help="leave glibc's allocator at its defaults in every child (default: "
+                             "every side keeps freed memory, as msabench run does; "
+                             "msabench/allocator.py)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.glibc_malloc:
+        os.environ["MSABENCH_MALLOC_TUNING"] = "0"   # inherited by the children
     if args.one:
         import torch
 
+        from msabench.allocator import keep_freed_memory
+
+        keep_freed_memory()   # every side alike (MSABENCH_MALLOC_TUNING=0: glibc defaults)
         torch.set_num_threads(args.threads)
         model, side, batch, steps, repeats = args.one.split(",")
         print(json.dumps(one(model, side, int(batch), int(steps), int(repeats))))
@@ -401,7 +412,9 @@ def main() -> None:
     import torch
 
     print(f"torch threads {args.threads} (OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}), {os.cpu_count()} CPUs, torch "
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}), freed memory "
+          f"{'returned (glibc defaults)' if args.glibc_malloc else 'kept (msabench run)'}, "
+          f"{os.cpu_count()} CPUs, torch "
           f"{torch.__version__}, load average at the end {load:.1f}; "
           f"total {time.perf_counter() - started:.0f} s")
 
