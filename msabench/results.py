@@ -302,17 +302,27 @@ def clean_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
+#: repository folders that are not code: changes there do not make a result's code dirty
+NOT_SOURCE = ("leaderboards",)
+
+
 @lru_cache(maxsize=1)
-def git_state() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the msabench source tree, or (None, None) outside a checkout."""
-    here = Path(__file__).resolve().parent
+def git_state(here: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the msabench source tree, or (None, None) outside a checkout.
+    ``dirty``: a tracked file differs from the commit, outside :data:`NOT_SOURCE` (the
+    committed results and leaderboards, which runs themselves rewrite: a second run in one
+    checkout must not call the code dirty because the first one wrote its results)."""
+    here = here or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=10)
         if commit.returncode != 0:
             return None, None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=here, capture_output=True, text=True, timeout=10)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                 ".", *(f":(exclude){p}" for p in NOT_SOURCE)],
+                                cwd=top or here, capture_output=True, text=True, timeout=10)
         return commit.stdout.strip(), bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, None

@@ -195,3 +195,35 @@ def test_setting_is_not_a_variant(tmp_path):
                    overrides=['data.setting="aligned"'])
     plan = runner_mod.prepare(spec, get_registry())
     assert plan.setting == "aligned" and plan.variant == "default"
+
+
+def test_results_written_into_the_checkout_do_not_make_its_code_dirty(tmp_path):
+    """git_dirty is about code: a changed committed result (a second run in one checkout
+    rewrites leaderboards/results) leaves it False; a changed source file sets it."""
+    import shutil
+    import subprocess
+
+    from msabench.results import git_state
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "leaderboards" / "results").mkdir(parents=True)
+    (repo / "pkg" / "code.py").write_text("x = 1\n")
+    (repo / "leaderboards" / "results" / "seed-1.json").write_text("{}\n")
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    state = git_state.__wrapped__   # uncached
+    commit, dirty = state(repo / "pkg")
+    assert len(commit) == 40 and dirty is False
+    (repo / "leaderboards" / "results" / "seed-1.json").write_text('{"new": 1}\n')
+    assert state(repo / "pkg") == (commit, False)
+    (repo / "pkg" / "code.py").write_text("x = 2\n")
+    assert state(repo / "pkg") == (commit, True)
