@@ -7,16 +7,19 @@ trim threshold. A CPU training step that allocates the same large temporaries ev
 pays a page fault for every 4 KiB of them, every step: TFN's MOSI step (batch 32) allocates
 the 32 x 140,481 fused tensor, its dropout mask and products (18 MiB each) and the 36 MiB
 gradient of the 9M-weight post-fusion layer, and took 25-32 thousand minor page faults and
-50-70 ms of kernel time per step (of 240-270 ms). With both thresholds at
-:data:`THRESHOLD_BYTES` freed blocks stay in the heap and are reused: under 400 faults and
-about 1 ms of kernel time per step (``benchmarks/bench_allocator.py``). MulT on the unaligned
-MOSI shapes (batch 64, one step) went from 1.5 million faults and 3.6 s of kernel time to
-16 thousand and 0.06 s.
+50-70 ms of kernel time per step (of 210-270 ms). With the mmap threshold at
+:data:`MMAP_BYTES` and the trim threshold at :data:`TRIM_BYTES`, blocks up to 64 MiB come from
+the heap and stay there when freed: under 400 faults, about 0.2 ms of kernel time and a 1.33x
+faster step (``benchmarks/bench_allocator.py``).
 
-Cost: memory is not returned between steps, and the peak grows a little, because torch's
-64-byte-aligned blocks need a few spare copies in the heap before they are reused (the MulT
-step above: 5,083 -> 5,229 MiB peak; TFN: unchanged). Numbers do not change: this is where
-memory comes from, not what is computed (tested on a whole TFN run).
+Why not keep larger blocks too: a 1 GiB mmap threshold also kept the reference MulT's
+attention maps (160 MB each at batch 16) in the heap, which made it 1.4x faster but raised its
+peak memory from 5.5 to 7.4 GiB, because torch's 64-byte-aligned blocks need spare copies in
+the heap before glibc reuses them. At 64 MiB its peak is unchanged (docs/baselines.md). Blocks
+above 64 MiB still go back to the system when freed.
+
+Numbers do not change: this is where memory comes from, not what is computed (tested on a
+whole TFN run).
 
 :func:`keep_freed_memory` is called by :func:`msabench.runner.run` (so by ``msabench run``,
 grids and benchmarks that train through it). ``MSABENCH_MALLOC_TUNING=0`` turns it off. It
@@ -30,8 +33,10 @@ import ctypes.util
 import os
 import platform
 
-#: both thresholds: allocations below this come from the heap and stay there when freed
-THRESHOLD_BYTES = 1 << 30
+#: allocations up to this size come from the heap (above it: mmap, unmapped on free)
+MMAP_BYTES = 64 << 20
+#: free memory at the top of the heap is returned to the system only past this size
+TRIM_BYTES = 1 << 30
 ENV = "MSABENCH_MALLOC_TUNING"
 #: glibc <malloc.h> parameter numbers
 M_TRIM_THRESHOLD = -1
@@ -41,7 +46,8 @@ _applied: str | None = None
 
 
 def keep_freed_memory() -> str:
-    """Raise glibc's mmap and trim thresholds to :data:`THRESHOLD_BYTES` once per process.
+    """Set glibc's mmap threshold to :data:`MMAP_BYTES` and its trim threshold to
+    :data:`TRIM_BYTES`, once per process.
     Returns what was done: ``"applied"``, ``"off"`` (``MSABENCH_MALLOC_TUNING=0``),
     ``"unsupported: <why>"`` (not glibc, or ``mallopt`` refused)."""
     global _applied
@@ -61,8 +67,8 @@ def keep_freed_memory() -> str:
         return _applied
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # the trim threshold first: if the mmap one is refused, memory still stays in the heap
-    trim = mallopt(M_TRIM_THRESHOLD, THRESHOLD_BYTES)
-    mmap = mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES)
+    trim = mallopt(M_TRIM_THRESHOLD, TRIM_BYTES)
+    mmap = mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)
     _applied = "applied" if trim == 1 and mmap == 1 else (
         f"unsupported: mallopt refused (trim {trim}, mmap {mmap})")
     return _applied
