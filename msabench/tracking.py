@@ -80,8 +80,9 @@ class Trackers:
     def __init__(self, trackers: Sequence[Tracker], progress: Any = None) -> None:
         self.trackers = list(trackers)
         self.progress = progress
-        #: the epoch numbers sent live, per stage name (``train``, ``dec.stage-1-autoencoder``)
-        self.live: dict[str, list[Any]] = {}
+        #: the fits sent live, in order: (stage name, its epoch numbers); a stage name seen
+        #: again after another stage, or with an epoch number that does not grow, is a new fit
+        self.live: list[tuple[str, list[Any]]] = []
 
     def _call(self, method: str, *args: Any) -> None:
         for tracker in list(self.trackers):
@@ -99,7 +100,13 @@ class Trackers:
 
     def log_epoch(self, stage: str, row: Mapping[str, Any]) -> None:
         """One epoch, live (the runner passes this to the loop context)."""
-        self.live.setdefault(stage, []).append(row.get("epoch"))
+        epoch = row.get("epoch")
+        last = self.live[-1] if self.live else None
+        if (last is not None and last[0] == stage and last[1]
+                and _grows(last[1][-1], epoch)):
+            last[1].append(epoch)
+        else:
+            self.live.append((stage, [epoch]))
         self._call("log_epoch", stage, row)
 
     def finish(self, result: Any) -> None:
@@ -108,7 +115,7 @@ class Trackers:
         for stage, rows in self._not_live(_histories(data.get("pretraining") or {})):
             for row in rows:
                 self._call("log_epoch", stage, row)
-        if "train" not in self.live:
+        if not any(stage == "train" for stage, _ in self.live):
             for row in data.get("history") or []:
                 self._call("log_epoch", "train", row)
         self._call("finish", data)
@@ -121,7 +128,7 @@ class Trackers:
         accounts for the first unmatched history of that pretrainer with the same epoch
         numbers (a fit's history may be stored under another path, or with renamed terms)."""
         unused: dict[str, list[list[Any]]] = {}
-        for stage, epochs in self.live.items():
+        for stage, epochs in self.live:
             if stage != "train":
                 unused.setdefault(stage.split(".", 1)[0], []).append(epochs)
         out = []
@@ -133,6 +140,14 @@ class Trackers:
             else:
                 out.append((stage, rows))
         return out
+
+
+def _grows(previous: Any, epoch: Any) -> bool:
+    """Whether ``epoch`` continues a fit whose last epoch was ``previous``."""
+    try:
+        return epoch > previous
+    except TypeError:
+        return False
 
 
 def open_trackers(names: Sequence[str], registry: Any, progress: Any = None) -> Trackers:

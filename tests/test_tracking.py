@@ -276,3 +276,19 @@ def test_each_live_fit_accounts_for_one_logged_history_only():
                                             "c": {"history": rows[:1]}}},
                      "history": [{"epoch": 1}]})
     assert rec.events == [("ae.b", 1), ("ae.b", 2), ("ae.c", 1), ("finish",)]
+
+
+def test_two_live_fits_with_one_name_account_for_two_histories():
+    """A pretrainer that calls ``context.fit`` twice under the same name: the epoch numbers
+    start again, so they are two live fits and neither logged history is replayed."""
+    from msabench.tracking import Trackers
+
+    rec = _Recorder()
+    trackers = Trackers([rec])
+    for epoch in (1, 2, 1, 2):
+        trackers.log_epoch("ae.fit", {"epoch": epoch})
+    rec.events.clear()
+    rows = [{"epoch": 1}, {"epoch": 2}]
+    trackers.finish({"pretraining": {"ae": {"a": {"history": rows}, "b": {"history": rows}}},
+                     "history": []})
+    assert rec.events == [("finish",)]
