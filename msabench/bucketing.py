@@ -12,16 +12,17 @@ transcript share a batch. With bucketing on, an epoch is:
 Every sample is seen exactly once per epoch, only the last cut batch can be smaller, and the
 same seed gives the same batches. Lengths come from the module's ``sample_lengths(split)``
 when it has one (MAG-BERT: word pieces after tokenisation), else from :func:`default_lengths`.
-With bucketing off the loop uses ``SplitData.batches`` exactly as before.
+With bucketing off the loop uses ``SplitData.batch_indices`` exactly as before; both orders
+come from :func:`msabench.training.epoch_order`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from .api import Batch, SplitData
+from .api import SplitData
 
 #: batches per sorted pool: large enough that a MOSI-sized split (1,284 training samples,
 #: batch 48) is one pool, so batches are as homogeneous in length as possible
@@ -67,10 +68,3 @@ def bucketed_order(lengths: torch.Tensor, batch_size: int,
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
     shuffle = torch.randperm(len(batches), generator=generator)
     return [batches[int(i)] for i in shuffle]
-
-
-def bucketed_batches(split: SplitData, batch_size: int, lengths: torch.Tensor,
-                     generator: torch.Generator | None = None) -> Iterator[Batch]:
-    """The batches of :func:`bucketed_order`."""
-    for index in bucketed_order(lengths, batch_size, generator):
-        yield split.batch(index)

@@ -84,7 +84,7 @@ class Recipe:
     whose best value picks the epoch, ``higher_is_better`` its direction. ``patience``: stop
     after that many epochs without improvement (0 = never). ``grad_clip``: max gradient norm
     (0 = off). ``bucket_by_length``: training batches of samples of similar length (fewer pad
-    tokens per batch; :func:`msabench.bucketing.bucketed_batches`), False = plain shuffled
+    tokens per batch; :func:`msabench.bucketing.bucketed_order`), False = plain shuffled
     batches."""
 
     epochs: int
