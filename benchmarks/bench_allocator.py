@@ -4,10 +4,12 @@
                                          [--rounds 3] [--threads 1] [--warmup 3]
                                          [--shapes utt|unaligned]
 
-For each ``method:batch`` this builds the method with its MOSI defaults on random inputs of
-MOSI's shapes (weights seeded): ``--shapes utt`` (default) is ``utt-bclstm``, one 50-d vector
-per modality; ``--shapes unaligned`` is the unaligned MOSI setting, text 50 x 768, audio
-375 x 5, vision 500 x 20 (slow: use ``--steps 1 --warmup 1``). It times ``--steps`` training
+For each ``method:batch`` this builds the method through the registry with its MOSI defaults
+(seeded weights; ``bench_mult_utt.build_method``) on random inputs of MOSI's shapes:
+``--shapes utt`` (default) is ``utt-bclstm``, one 50-d vector per modality
+(``bench_mult_utt.utt_batch``); ``--shapes unaligned`` is the unaligned MOSI setting, text
+50 x 768, audio 375 x 5, vision 500 x 20, zero-padded with per-sample lengths
+(``bench_reference.make_batches``; slow: use ``--steps 1 --warmup 1``). It times ``--steps`` training
 steps (zero_grad, forward, loss, backward, optimiser step) after ``--warmup`` untimed steps,
 in a fresh child process per measurement: once with the allocator tuning
 (what ``msabench run`` does) and once with ``MSABENCH_MALLOC_TUNING=0`` (glibc's defaults),
@@ -32,50 +34,26 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time, torch
 sys.path.insert(0, {root!r})
+sys.path.insert(0, {benchmarks!r})
 method, batch, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 warmup, shapes = int(sys.argv[5]), sys.argv[6]
 torch.set_num_threads(threads)
 from msabench.allocator import keep_freed_memory
 state = keep_freed_memory()
-from msabench import config as cfg
-from msabench.api import Batch, Components, DataInfo, DatasetMeta
-from msabench.plugins import get_registry
-reg = get_registry()
-cls = reg.load("method", method)
+from bench_mult_utt import build_method, train_step, utt_batch, utt_info
 if shapes == "unaligned":
-    dims = {{"text": 768, "audio": 5, "vision": 20}}
-    lens = {{"text": 50, "audio": 375, "vision": 500}}
+    from bench_reference import _info, make_batches
+    model, opt = build_method(method, _info())
+    data = make_batches(1, batch)[0]
 else:
-    dims = {{"text": 50, "audio": 50, "vision": 50}}
-    lens = {{m: 1 for m in dims}}
-meta = DatasetMeta(name="mosi", title="utterance-shaped (benchmark)", language="en",
-                   label_range=(-3.0, 3.0), convention="mosi")
-info = DataInfo(meta=meta, setting=shapes, modalities=tuple(dims), feature_dims=dims,
-                max_lengths=lens, aligned=shapes != "unaligned", has_unimodal_labels=False,
-                has_texts=False)
-config = cfg.resolve(cls, "mosi", {{}})
-torch.manual_seed(0)
-model = cls(info, config["model"], Components(reg)).train()
-opt = model.configure_optimizer(config["train"])
-g = torch.Generator().manual_seed(1)
-data = Batch(ids=[str(i) for i in range(batch)],
-             features={{m: torch.randn(batch, lens[m], d, generator=g) for m, d in dims.items()}},
-             lengths={{m: torch.full((batch,), lens[m], dtype=torch.long) for m in dims}},
-             label=torch.rand(batch, generator=g) * 6 - 3,
-             labelled=torch.ones(batch, dtype=torch.bool))
-
-def step():
-    opt.zero_grad(set_to_none=True)
-    loss = model.training_step(data)[0]
-    loss.backward()
-    opt.step()
-
+    model, opt = build_method(method, utt_info(50))
+    data = utt_batch(batch, 50)
 for _ in range(warmup):
-    step()
+    train_step(model, opt, data)
 r0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
 for _ in range(steps):
-    step()
+    train_step(model, opt, data)
 wall = time.perf_counter() - t0
 r1 = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({{"state": state, "ms": wall / steps * 1000,
@@ -89,7 +67,7 @@ def measure(method: str, batch: int, steps: int, threads: int, tuned: bool,
             warmup: int, shapes: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads),
            "MSABENCH_MALLOC_TUNING": "1" if tuned else "0"}
-    proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), method,
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), benchmarks=str(ROOT / "benchmarks")), method,
                            str(batch), str(steps), str(threads), str(warmup), shapes],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

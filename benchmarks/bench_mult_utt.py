@@ -35,32 +35,61 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def build(batch: int, dim: int):
-    import torch
+def utt_info(dim: int):
+    """The DataInfo of ``mosi`` ``utt-bclstm``-shaped inputs: one ``dim``-d step per modality."""
+    from msabench.api import DataInfo, DatasetMeta
 
-    from msabench import config as cfg
-    from msabench.api import Batch, Components, DataInfo, DatasetMeta
-    from msabench.plugins import get_registry
-
-    registry = get_registry()
-    cls = registry.load("method", "mult")
     dims = {"text": dim, "audio": dim, "vision": dim}
     meta = DatasetMeta(name="mosi", title="utterance-shaped (benchmark)", language="en",
                        label_range=(-3.0, 3.0), convention="mosi")
-    info = DataInfo(meta=meta, setting="utt", modalities=tuple(dims), feature_dims=dims,
+    return DataInfo(meta=meta, setting="utt", modalities=tuple(dims), feature_dims=dims,
                     max_lengths={m: 1 for m in dims}, aligned=True, has_unimodal_labels=False,
                     has_texts=False)
+
+
+def utt_batch(batch: int, dim: int):
+    """A seeded random Batch of :func:`utt_info`'s shapes."""
+    import torch
+
+    from msabench.api import Batch
+
+    g = torch.Generator().manual_seed(1)
+    mods = ("text", "audio", "vision")
+    return Batch(ids=[str(i) for i in range(batch)],
+                 features={m: torch.randn(batch, 1, dim, generator=g) for m in mods},
+                 lengths={m: torch.ones(batch, dtype=torch.long) for m in mods},
+                 label=torch.rand(batch, generator=g) * 6 - 3,
+                 labelled=torch.ones(batch, dtype=torch.bool))
+
+
+def build_method(method: str, info):
+    """``method`` from the registry (a plugin override is benchmarked too) with its MOSI
+    defaults on ``info``, in training mode, seeded weights, and its own optimiser."""
+    import torch
+
+    from msabench import config as cfg
+    from msabench.api import Components
+    from msabench.plugins import get_registry
+
+    registry = get_registry()
+    cls = registry.load("method", method)
     config = cfg.resolve(cls, "mosi", {})
     torch.manual_seed(0)
     model = cls(info, config["model"], Components(registry)).train()
-    optimizer = model.configure_optimizer(config["train"])
-    g = torch.Generator().manual_seed(1)
-    data = Batch(ids=[str(i) for i in range(batch)],
-                 features={m: torch.randn(batch, 1, d, generator=g) for m, d in dims.items()},
-                 lengths={m: torch.ones(batch, dtype=torch.long) for m in dims},
-                 label=torch.rand(batch, generator=g) * 6 - 3,
-                 labelled=torch.ones(batch, dtype=torch.bool))
-    return model, optimizer, data
+    return model, model.configure_optimizer(config["train"])
+
+
+def train_step(model, optimizer, batch) -> None:
+    """One training step as the loop takes it: zero_grad, forward, loss, backward, step."""
+    optimizer.zero_grad(set_to_none=True)
+    model.training_step(batch)[0].backward()
+    optimizer.step()
+
+
+def build(batch: int, dim: int, method: str = "mult"):
+    """(model, optimiser, batch) on utterance-shaped inputs."""
+    model, optimizer = build_method(method, utt_info(dim))
+    return model, optimizer, utt_batch(batch, dim)
 
 
 def main() -> None:
@@ -83,10 +112,7 @@ def main() -> None:
     default_pairs = tr.SMALL_PAIRS
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = model.training_step(batch)[0]
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, batch)
 
     settings = [("blocked, single-tensor Adam", 0, False),
                 ("fast path", default_pairs, False),

@@ -6,15 +6,15 @@ fresh ``mmap`` and unmaps it on free, and returns the free top of its heap to th
 trim threshold. A CPU training step that allocates the same large temporaries every step then
 pays a page fault for every 4 KiB of them, every step: TFN's MOSI step (batch 32) allocates
 the 32 x 140,481 fused tensor, its dropout mask and products (18 MiB each) and the 36 MiB
-gradient of the 9M-weight post-fusion layer, and took 25-32 thousand minor page faults and
-50-70 ms of kernel time per step (of 210-270 ms). With the mmap threshold at
-:data:`MMAP_BYTES` and the trim threshold at :data:`TRIM_BYTES`, blocks up to 64 MiB come from
-the heap and stay there when freed: under 400 faults, about 0.2 ms of kernel time and a 1.33x
-faster step (``benchmarks/bench_allocator.py``).
+gradient of the 9M-weight post-fusion layer, and took 26-33 thousand minor page faults and
+42-69 ms of kernel time per step (of 186-271 ms; 1 thread, seven measurements). With the mmap
+threshold at :data:`MMAP_BYTES` and the trim threshold at :data:`TRIM_BYTES`, blocks up to
+64 MiB come from the heap and stay there when freed: 0-146 faults, at most 0.2 ms of kernel
+time and a 1.24-1.33x faster step (``benchmarks/bench_allocator.py``, three runs).
 
 Why not keep larger blocks too: a 1 GiB mmap threshold also kept the reference MulT's
-attention maps (160 MB each at batch 16) in the heap, which made it 1.4x faster but raised its
-peak memory from 5.5 to 7.4 GiB, because torch's 64-byte-aligned blocks need spare copies in
+attention maps (up to 160 MB each at batch 16) in the heap, which made its step 1.4x faster
+but raised its peak memory from 5,477 to 7,411 MiB, because torch's 64-byte-aligned blocks need spare copies in
 the heap before glibc reuses them. At 64 MiB its peak is unchanged (docs/baselines.md). Blocks
 above 64 MiB still go back to the system when freed.
 
